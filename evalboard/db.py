@@ -1,0 +1,267 @@
+"""Database schema (SQLAlchemy 2 Core/ORM tables) and engine set-up.
+
+The schema is owned by Alembic migrations in evalboard/migrations; these table objects are the
+single description both the migrations and the queries use. JSON columns hold the nested parts
+of a trace (messages, spans, metadata) as they came; everything the UI filters or sorts on is a
+plain indexed column.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+
+DEFAULT_HOME = Path(os.environ.get("EVALBOARD_HOME", Path.home() / ".evalboard"))
+
+
+def default_database_url() -> str:
+    """`EVALBOARD_DATABASE_URL` when set (e.g. postgresql+psycopg://...), else SQLite in
+    `$EVALBOARD_HOME` (default ~/.evalboard/evalboard.db)."""
+    url = os.environ.get("EVALBOARD_DATABASE_URL")
+    if url:
+        return url
+    home = Path(os.environ.get("EVALBOARD_HOME", DEFAULT_HOME))
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'evalboard.db'}"
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    # What the product does and who uses it: included in every LLM prompt later.
+    Column("description", Text, nullable=False, default=""),
+    Column("settings", JSON, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+traces = Table(
+    "traces",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(300), nullable=False),
+    Column("source_id", String(300), nullable=False),
+    Column("name", String(300)),
+    Column("timestamp", UTCDateTime),
+    Column("end_time", UTCDateTime),
+    Column("input", JSON),
+    Column("output", JSON),
+    Column("messages", JSON),
+    Column("spans", JSON),
+    Column("tags", JSON),
+    Column("metadata", JSON),
+    Column("user_id", String(300)),
+    Column("session_id", String(300)),
+    Column("environment", String(100)),
+    Column("release", String(100)),
+    Column("latency_ms", Float),
+    Column("cost", Float),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("dimensions", JSON),
+    Column("labels", JSON),
+    Column("scores", JSON),
+    Column("error", Text),
+    # Short plain-text previews for the list view, so a page of rows never loads whole traces.
+    Column("input_preview", String(400)),
+    Column("output_preview", String(400)),
+    Column("span_count", Integer, nullable=False, default=0),
+    Column("imported_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("project_id", "source", "source_id"),
+    Index("ix_traces_project_time", "project_id", "timestamp"),
+)
+
+rounds = Table(
+    "rounds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    # How the sample was drawn: {"method": "random", "seed": 7, "n": 100, "filter": {...}}.
+    Column("sampling", JSON, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("project_id", "name"),
+)
+
+round_traces = Table(
+    "round_traces",
+    metadata,
+    Column("round_id", Integer, ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True),
+    Column("trace_id", Integer, ForeignKey("traces.id", ondelete="CASCADE"), primary_key=True),
+    # Stable queue order of the round (random with the round's seed, or by time).
+    Column("position", Integer, nullable=False),
+    Index("ix_round_traces_order", "round_id", "position"),
+)
+
+failure_modes = Table(
+    "failure_modes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("definition", Text, nullable=False, default=""),
+    Column("includes", Text, nullable=False, default=""),
+    Column("excludes", Text, nullable=False, default=""),
+    Column("status", String(20), nullable=False, default="active"),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("project_id", "name"),
+)
+
+annotations = Table(
+    "annotations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("trace_id", Integer, ForeignKey("traces.id", ondelete="CASCADE"), nullable=False),
+    Column("round_id", Integer, ForeignKey("rounds.id", ondelete="SET NULL")),
+    # One row per (trace, annotator): a person's label is never overwritten by another person.
+    Column("annotator", String(200), nullable=False),
+    Column("verdict", String(10)),
+    Column("note", Text, nullable=False, default=""),
+    Column("failure_step", String(300)),
+    Column("deferred", Boolean, nullable=False, default=False),
+    Column("discuss", Boolean, nullable=False, default=False),
+    # "human" or "import:<file>" when the label came with an imported file.
+    Column("origin", String(300), nullable=False, default="human"),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("trace_id", "annotator"),
+    Index("ix_annotations_project_annotator", "project_id", "annotator"),
+)
+
+annotation_modes = Table(
+    "annotation_modes",
+    metadata,
+    Column(
+        "annotation_id", Integer, ForeignKey("annotations.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("mode_id", Integer, ForeignKey("failure_modes.id", ondelete="CASCADE"), primary_key=True),
+    # Who or what put this mode on the annotation: "annotator", "axial:<run>", a person's name.
+    Column("provenance", String(300), nullable=False, default="annotator"),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+annotation_events = Table(
+    "annotation_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("annotation_id", Integer, ForeignKey("annotations.id", ondelete="CASCADE")),
+    Column("trace_id", Integer, nullable=False),
+    Column("annotator", String(200), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+kv_state = Table(
+    "kv_state",
+    metadata,
+    # Checkpoints of resumable work (pull cursors, run progress), keyed by a caller-chosen name.
+    Column("key", String(300), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+llm_calls = Table(
+    "llm_calls",
+    metadata,
+    # sha256 of (model, messages, parameters): the same call twice costs one request.
+    Column("key", String(64), primary_key=True),
+    Column("model", String(200)),
+    Column("feature", String(100)),
+    Column("request", JSON),
+    Column("response", JSON),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("cost", Float),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+
+def json_dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def make_engine(url: str) -> Engine:
+    """Engine with fast JSON (orjson) and, on SQLite, WAL + a busy timeout so that a reader
+    never blocks the annotator writing and concurrent writers wait instead of failing."""
+    kwargs: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            if url not in ("sqlite://", "sqlite:///:memory:"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    return engine
