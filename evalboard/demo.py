@@ -239,9 +239,10 @@ def _tool_trace(i: int, dims: dict[str, str], rng: random.Random, planted: str |
 def _email_trace(i: int, dims: dict[str, str], rng: random.Random, planted: str | None) -> TraceRecord:
     customer = rng.choice(["Dana Whitfield", "Ravi Menon", "Sofia Marquez", "Tom Becker", "Aiko Tanaka"])
     company = rng.choice(["Brightloop", "Quarry Labs", "Helio Freight", "Mintcase"])
+    domain = company.lower().replace(" ", "") + ".example"
     topic = rng.choice(["the API key rotation outage on Tuesday", "an unexpected invoice for ap-south",
                         "webhooks arriving twice", "slow uploads to eu-west storage"])
-    incoming = (f"From: {customer} <{customer.split()[0].lower()}@{company.lower().replace(" ", "")}.example>\n"
+    incoming = (f"From: {customer} <{customer.split()[0].lower()}@{domain}>\n"
                 f"Subject: Problem with {topic}\n\nHi Nimbus team,\nWe ran into {topic}. "
                 "Can you explain what happened and what we should do? This affected our customers.\n\n"
                 f"Thanks,\n{customer.split()[0]}")
@@ -253,7 +254,7 @@ def _email_trace(i: int, dims: dict[str, str], rng: random.Random, planted: str 
                 "Our engineers confirmed the cause and deployed a fix at 14:20 UTC. If you still see the "
                 "problem, reply to this email with your workspace id and we will look at it first thing.")
     email = {
-        "to": [f"{customer.split()[0].lower()}@{company.lower().replace(" ", "")}.example"],
+        "to": [f"{customer.split()[0].lower()}@{domain}"],
         "cc": ["support-escalations@nimbus.example"] if rng.random() < 0.3 else [],
         "subject": f"Re: Problem with {topic}",
         "body": f"Hi {customer.split()[0]},\n\n{body}\n\nBest regards,\nMaya\nNimbus Support",

@@ -469,6 +469,26 @@ class Store:
             conn.execute(insert(round_traces), [
                 {"round_id": round_id, "trace_id": t, "position": start + i} for i, t in enumerate(new)])
 
+    def create_round_from_filter(self, project_id: int, name: str, flt: TraceFilter | None = None,
+                                 *, n: int | None = None, seed: int | None = None,
+                                 description: str = "") -> Round:
+        """A round of the traces matching `flt`: all of them, or a uniform random sample of `n`
+        drawn with `seed` (recorded on the round with the filter, so it can be drawn again)."""
+        flt = flt or TraceFilter()
+        ids = self.trace_ids(project_id, flt)
+        sampling: dict[str, Any] = {"filter": flt.model_dump(mode="json", exclude_defaults=True),
+                                    "of": len(ids)}
+        if n is not None and n < len(ids):
+            seed = random.SystemRandom().randrange(1_000_000) if seed is None else seed
+            ids = random.Random(seed).sample(ids, n)
+            sampling.update(method="random", n=n, seed=seed)
+        else:
+            sampling.update(method="all", n=len(ids))
+        if not ids:
+            raise StoreError("No traces match this filter: the round would be empty.")
+        return self.create_round(project_id, name, ids, sampling=sampling, description=description,
+                                 order_seed=seed)
+
     def list_rounds(self, project_id: int) -> list[Round]:
         q = (select(rounds, func.count(round_traces.c.trace_id).label("n"))
              .select_from(rounds.outerjoin(round_traces, round_traces.c.round_id == rounds.c.id))
