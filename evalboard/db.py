@@ -126,7 +126,7 @@ traces = Table(
     Column("span_count", Integer, nullable=False, default=0),
     Column("imported_at", UTCDateTime, nullable=False, default=utcnow),
     UniqueConstraint("project_id", "source", "source_id"),
-    Index("ix_traces_project_time", "project_id", "timestamp"),
+    Index("ix_traces_project_time", "project_id", "timestamp", "id"),
 )
 
 rounds = Table(
@@ -187,6 +187,7 @@ annotations = Table(
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
     UniqueConstraint("trace_id", "annotator"),
     Index("ix_annotations_project_annotator", "project_id", "annotator"),
+    Index("ix_annotations_round_annotator", "round_id", "annotator"),
 )
 
 annotation_modes = Table(
@@ -205,13 +206,15 @@ annotation_events = Table(
     "annotation_events",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("annotation_id", Integer, ForeignKey("annotations.id", ondelete="CASCADE")),
+    # History outlives the annotation it describes (undo of a first label deletes the row).
+    Column("annotation_id", Integer, ForeignKey("annotations.id", ondelete="SET NULL")),
     Column("trace_id", Integer, nullable=False),
     Column("annotator", String(200), nullable=False),
     Column("action", String(40), nullable=False),
     Column("before", JSON),
     Column("after", JSON),
     Column("at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_annotation_events_annotator", "annotator", "id"),
 )
 
 kv_state = Table(
@@ -265,3 +268,96 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+# ------------------------------------------------------------------------- know the queries
+# Dimensions, tuples, synthetic queries and the targets they are sent to (migration 0002).
+
+dimensions = Table(
+    "dimensions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    # [{"name": "beginner", "description": "..."}, ...] in the order the person gave them.
+    Column("value_list", JSON, nullable=False, default=list),
+    # Display and prompt order; reordering swaps positions.
+    Column("position", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("project_id", "name"),
+)
+
+query_tuples = Table(
+    "query_tuples",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    # {"dimension": "value", ...}; `key` is a hash of it, so one combination is stored once.
+    Column("dimension_values", JSON, nullable=False),
+    Column("key", String(64), nullable=False),
+    # full, sample, pairwise, manual or import; `seed` for the seeded generators.
+    Column("origin", String(20), nullable=False),
+    Column("seed", Integer),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("project_id", "key"),
+)
+
+queries = Table(
+    "queries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("tuple_id", Integer, ForeignKey("query_tuples.id", ondelete="SET NULL")),
+    # The tuple's values as they were when the query was written: kept if the tuple goes.
+    Column("dimensions", JSON),
+    Column("text", Text, nullable=False),
+    Column("original_text", Text, nullable=False),
+    # new, kept, discarded or unrealistic (flagged as something no real user would write).
+    Column("status", String(20), nullable=False, default="new"),
+    Column("duplicate_of", Integer),
+    Column("similarity", Float),
+    Column("model", String(200)),
+    # llm, manual or import.
+    Column("origin", String(20), nullable=False, default="llm"),
+    # Hash of (tuple values, original text): the same generated query is stored once.
+    Column("key", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("project_id", "key"),
+    Index("ix_queries_project_status", "project_id", "status", "id"),
+)
+
+targets = Table(
+    "targets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),  # http or openai
+    # Everything needed to call it except secrets: those are ${ENV:NAME} / ${SECRET:a.b} references.
+    Column("config", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("project_id", "name"),
+)
+
+target_runs = Table(
+    "target_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("target_id", Integer, ForeignKey("targets.id", ondelete="SET NULL")),
+    Column("target_name", String(200), nullable=False),
+    # The round the run's traces go into.
+    Column("round_id", Integer, ForeignKey("rounds.id", ondelete="SET NULL")),
+    # The queries to send, fixed when the run starts so that resuming sends the same set.
+    Column("query_ids", JSON, nullable=False),
+    # The target's config as run (references only, never resolved secrets).
+    Column("config", JSON, nullable=False),
+    Column("status", String(20), nullable=False, default="pending"),
+    Column("succeeded", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("finished_at", UTCDateTime),
+)
