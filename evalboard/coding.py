@@ -81,16 +81,18 @@ def normalise_verdict(value: Any) -> str | None:
 
 # -- failure modes ---------------------------------------------------------------------------
 
-def list_modes(store: Store, project_id: int, *, include_inactive: bool = False) -> pd.DataFrame:
-    """Modes of a project with how many annotations use each, most used first (the quick-pick
-    order: the same numbers stay on the same modes while a person labels)."""
+def list_modes(store: Store, project_id: int, *, include_inactive: bool = False,
+               order: str = "usage") -> pd.DataFrame:
+    """Modes of a project with how many annotations use each: most used first, or in the
+    order they were created (`order="created"`, what the quick-pick numbers follow)."""
     usage = (select(annotation_modes.c.mode_id, func.count().label("uses"))
              .group_by(annotation_modes.c.mode_id).subquery())
     q = (select(failure_modes.c.id, failure_modes.c.name, failure_modes.c.definition,
                 failure_modes.c.status, func.coalesce(usage.c.uses, 0).label("uses"))
          .select_from(failure_modes.outerjoin(usage, usage.c.mode_id == failure_modes.c.id))
          .where(failure_modes.c.project_id == project_id)
-         .order_by(func.coalesce(usage.c.uses, 0).desc(), failure_modes.c.id))
+         .order_by(*((failure_modes.c.id,) if order == "created"
+                     else (func.coalesce(usage.c.uses, 0).desc(), failure_modes.c.id))))
     if not include_inactive:
         q = q.where(failure_modes.c.status == "active")
     with store.engine.connect() as conn:
@@ -418,3 +420,88 @@ def labels_from_imports(store: Store, project_id: int, *, round_id: int | None =
                         round_id=round_id, origin=f"import:{source}", action="import")
         result.created += 1
     return result
+
+
+# -- agreement and saturation ----------------------------------------------------------------
+
+class AgreementReport(BaseModel):
+    """How far people agree on the traces two or more of them labelled.
+
+    Cohen's kappa for each pair of annotators on the verdict; Krippendorff's alpha (nominal)
+    over all annotators, which allows missing labels; per-mode kappa for the pair with the
+    most shared traces ("did both pick this mode?" on traces both labelled). Kappa and alpha
+    correct raw agreement for chance; they do not say who is right.
+    """
+
+    shared_traces: int = 0
+    annotators: list[str] = Field(default_factory=list)
+    pairs: list[dict[str, Any]] = Field(default_factory=list)  # a, b, items, agreement, kappa
+    alpha: float | None = None
+    per_mode: list[dict[str, Any]] = Field(default_factory=list)
+    disagreements: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def agreement_report(labels: pd.DataFrame) -> AgreementReport:
+    """From `annotation_table` rows: agreement on traces with a verdict from >= 2 people."""
+    import math
+    from itertools import combinations
+
+    from evalboard.stats import cohen_kappa, krippendorff_alpha, per_mode_agreement
+
+    done = labels[labels["verdict"].notna()]
+    by_trace = done.groupby("trace_id")
+    shared = [t for t, g in by_trace if g["annotator"].nunique() >= 2]
+    report = AgreementReport(shared_traces=len(shared))
+    if not shared:
+        return report
+    rows = done[done["trace_id"].isin(shared)]
+    people = sorted(rows["annotator"].unique())
+    report.annotators = people
+    verdict = {(r.trace_id, r.annotator): r.verdict for r in rows.itertuples()}
+    modes = {(r.trace_id, r.annotator): set(r.modes) for r in rows.itertuples()}
+    units = [[verdict.get((t, p)) for p in people] for t in shared]
+    alpha = krippendorff_alpha(units)
+    report.alpha = None if math.isnan(alpha) else alpha
+    best: tuple[str, str] | None = None
+    best_n = 0
+    for a, b in combinations(people, 2):
+        both = [t for t in shared if (t, a) in verdict and (t, b) in verdict]
+        if not both:
+            continue
+        va = [verdict[(t, a)] for t in both]
+        vb = [verdict[(t, b)] for t in both]
+        kappa = cohen_kappa(va, vb)
+        report.pairs.append({"a": a, "b": b, "items": len(both),
+                             "agreement": sum(x == y for x, y in zip(va, vb, strict=True)) / len(both),
+                             "kappa": None if math.isnan(kappa) else kappa})
+        if len(both) > best_n:
+            best, best_n = (a, b), len(both)
+    if best:
+        a, b = best
+        both = [t for t in shared if (t, a) in verdict and (t, b) in verdict]
+        per_mode = per_mode_agreement({str(t): modes[(t, a)] for t in both},
+                                      {str(t): modes[(t, b)] for t in both})
+        report.per_mode = [{"mode": m.mode, "both": m.both, f"only {a}": m.only_a, f"only {b}": m.only_b,
+                            "kappa": None if math.isnan(m.kappa) else m.kappa} for m in per_mode.values()]
+    for t in shared:
+        g = rows[rows["trace_id"] == t]
+        verdicts = set(g["verdict"])
+        mode_sets = {frozenset(m) for m in g["modes"]}
+        if len(verdicts) > 1 or len(mode_sets) > 1:
+            report.disagreements.append({
+                "trace_id": int(t), "source_id": g["source_id"].iloc[0],
+                **{f"{r.annotator}": f"{r.verdict}" + (f" ({', '.join(r.modes)})" if r.modes else "")
+                   + (f": {r.note}" if r.note else "") for r in g.itertuples()}})
+    return report
+
+
+def mode_sequence(labels: pd.DataFrame) -> list[list[str]]:
+    """The failure modes of each labelled trace in the order the labels were made (first
+    label of each trace), the input of the saturation measure."""
+    done = labels[labels["verdict"].notna()].sort_values(["created_at", "annotation_id"])
+    first = done.drop_duplicates("trace_id", keep="first")
+    seen: dict[int, list[str]] = {}
+    for r in done.itertuples():
+        seen.setdefault(r.trace_id, [])
+        seen[r.trace_id] = sorted(set(seen[r.trace_id]) | set(r.modes))
+    return [seen[t] for t in first["trace_id"]]

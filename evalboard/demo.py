@@ -322,6 +322,82 @@ def demo_traces(n: int = 300) -> tuple[list[TraceRecord], dict[str, Planted]]:
     return records, planted
 
 
+NOTES = {
+    "unsupported citation": [
+        "cites the {doc} page for a claim that page does not make",
+        "second citation [2] does not support 'works on every plan'",
+        "source [2] is unrelated to the claim it is attached to",
+        "made-up support from a citation, the doc says nothing about plans",
+    ],
+    "outdated version": [
+        "tells the user to run the v3 CLI command, we are on v4",
+        "old nimbus-v3 command, deprecated",
+        "answer uses v3 instructions instead of current version",
+        "recommends `keys regenerate` from v3; v4 uses rotate",
+    ],
+    "invented pricing": [
+        "Team plan price is wrong ($19 instead of $29)",
+        "invents free unlimited SSO on Team, not in the pricing page",
+        "made up a price for the team plan",
+    ],
+    "ignored constraint": [
+        "user said Linux only, answer gives Windows steps",
+        "ignores that the user has no Windows machines",
+        "gives PowerShell instructions although the user is on Linux",
+    ],
+    "tool error hidden": [
+        "tool call timed out but the answer says everything is fine",
+        "status check failed (timeout) and the reply claims fully operational",
+        "ticket creation errored, answer invents a ticket number",
+        "hides the failed tool call from the user",
+    ],
+    "wrong tone email": [
+        "email blames the customer for the outage",
+        "reply is rude and promises a full-year refund we cannot give",
+        "tone is curt and accusatory, plus an unapprovable refund promise",
+    ],
+}
+# Names two people coined while labelling: the same families, in different words. Axial
+# coding later merges them into one taxonomy.
+CODED_MODES = {
+    "maya": {"unsupported citation": "bad citation", "outdated version": "old version",
+             "invented pricing": "wrong price", "ignored constraint": "ignored user constraint",
+             "tool error hidden": "hid tool failure", "wrong tone email": "bad email tone"},
+    "li": {"unsupported citation": "citation mismatch", "outdated version": "v3 instructions",
+           "invented pricing": "pricing hallucination", "ignored constraint": "ignored constraint",
+           "tool error hidden": "tool failure hidden", "wrong tone email": "rude email"},
+}
+
+
+def add_demo_annotations(store: Store, project_id: int, round_id: int, planted: dict[str, Planted],
+                         n: int = 40) -> int:
+    """Two annotators label the first `n` traces of the round's queue; they mostly agree with
+    the planted truth and with each other, not always (Maya misses 5%, Li 12%)."""
+    from evalboard.coding import save_annotation  # coding builds on the store, as demo does
+
+    rng = random.Random(DEMO_SEED + 2)
+    ids = store.round_trace_ids(round_id)[:n]
+    made = 0
+    for who, miss in (("maya", 0.05), ("li", 0.12)):
+        for tid in ids:
+            trace = store.get_trace(tid)
+            truth = planted.get(trace.source_id)  # type: ignore[union-attr]
+            sees_failure = (truth is not None) != (rng.random() < miss)
+            if sees_failure and truth is not None:
+                note = rng.choice(NOTES[truth.mode]).format(doc="Plans and pricing")
+                modes = [CODED_MODES[who][truth.mode]] if rng.random() < 0.8 else []
+                save_annotation(store, project_id, tid, who, verdict="fail", note=note, modes=modes,
+                                failure_step=None, round_id=round_id)
+            elif sees_failure:
+                save_annotation(store, project_id, tid, who, verdict="fail", round_id=round_id,
+                                note=rng.choice(["answer is too long for a simple question",
+                                                 "could have cited the page more precisely"]))
+            else:
+                save_annotation(store, project_id, tid, who, verdict="pass", round_id=round_id)
+            made += 1
+    return made
+
+
 def create_demo(store: Store, *, replace: bool = False) -> int:
     """Create the demo project (idempotent: an existing demo is kept unless `replace`)."""
     existing = store.project_by_name(DEMO_NAME)
@@ -333,14 +409,16 @@ def create_demo(store: Store, *, replace: bool = False) -> int:
         "demo": True, "default_renderer": "auto",
         "dimensions": [{"name": k, "values": [{"name": v} for v in vals]} for k, vals in DIMENSIONS.items()],
     })
-    records, _ = demo_traces()
+    records, planted = demo_traces()
     result = store.add_traces(project.id, records)  # type: ignore[arg-type]
     ids = result.trace_ids
     rng = random.Random(DEMO_SEED + 1)
     sample = sorted(rng.sample(ids, 60))
-    store.create_round(project.id, "Round 1: first look", sample,  # type: ignore[arg-type]
-                       sampling={"method": "random", "seed": DEMO_SEED + 1, "n": 60, "of": len(ids)},
-                       description="Random sample of 60 production traces from the first weeks.",
-                       order_seed=DEMO_SEED + 1)
+    first = store.create_round(
+        project.id, "Round 1: first look", sample,  # type: ignore[arg-type]
+        sampling={"method": "random", "seed": DEMO_SEED + 1, "n": 60, "of": len(ids)},
+        description="Random sample of 60 production traces from the first weeks.",
+        order_seed=DEMO_SEED + 1)
+    add_demo_annotations(store, project.id, first.id, planted)  # type: ignore[arg-type]
     return project.id  # type: ignore[return-value]
 

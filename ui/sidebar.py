@@ -1,0 +1,44 @@
+"""The sidebar every page shares: project, round and who is labelling."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from evalboard.store import Store
+from ui.state import ANNOTATOR_KEY, PROJECT_KEY, ROUND_KEY, current_project
+
+
+def render(store: Store) -> None:
+    with st.sidebar:
+        project = current_project(store)
+        if project is None:
+            st.caption("No project yet")
+            return
+        projects = store.list_projects()
+        ids = [p.id for p in projects]
+        names = {p.id: p.name for p in projects}
+        # The canonical choice lives in app.* keys (pages change it too); sync the widget to it
+        # before the widget exists, since Streamlit forbids changing a widget's state after.
+        st.session_state["sidebar.project"] = project.id
+        st.selectbox("Project", ids, format_func=names.get, key="sidebar.project",
+                     on_change=_project_changed)
+        rounds = store.list_rounds(project.id)  # type: ignore[arg-type]
+        options: list[int | None] = [None, *[r.id for r in rounds]]
+        labels = {r.id: f"{r.name} ({r.trace_count})" for r in rounds}
+        current = st.session_state.get(ROUND_KEY)
+        st.session_state["sidebar.round"] = current if current in options else None
+        st.selectbox("Round", options,
+                     format_func=lambda rid: "All traces" if rid is None else labels[rid],
+                     key="sidebar.round", on_change=_round_changed,
+                     help="A round is one error-analysis pass over a sample of traces.")
+        st.text_input("Your name", key=ANNOTATOR_KEY, placeholder="who is labelling",
+                      help="Labels are saved under this name; each person's labels are their own.")
+
+
+def _project_changed() -> None:
+    st.session_state[PROJECT_KEY] = st.session_state["sidebar.project"]
+    st.session_state[ROUND_KEY] = None
+
+
+def _round_changed() -> None:
+    st.session_state[ROUND_KEY] = st.session_state["sidebar.round"]

@@ -1,0 +1,59 @@
+"""Shared Streamlit state: the cached store, the current project, round and annotator.
+
+Session keys owned here are prefixed `app.`; pages prefix their own keys with their name.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from evalboard.db import default_database_url
+from evalboard.models import Project, Round
+from evalboard.store import Store
+
+PROJECT_KEY = "app.project_id"
+ROUND_KEY = "app.round_id"
+ANNOTATOR_KEY = "app.annotator"
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _store_for(url: str) -> Store:
+    return Store(url)
+
+
+def get_store() -> Store:
+    """The process-wide store for the configured database (migrated once, then cached)."""
+    return _store_for(default_database_url())
+
+
+def current_project(store: Store) -> Project | None:
+    projects = store.list_projects()
+    if not projects:
+        return None
+    wanted = st.session_state.get(PROJECT_KEY)
+    chosen = next((p for p in projects if p.id == wanted), projects[0])
+    st.session_state[PROJECT_KEY] = chosen.id
+    return chosen
+
+
+def current_round(store: Store, project: Project) -> Round | None:
+    rid = st.session_state.get(ROUND_KEY)
+    if rid is None:
+        return None
+    rnd = store.get_round(rid)
+    return rnd if rnd is not None and rnd.project_id == project.id else None
+
+
+def annotator() -> str:
+    """Who is labelling: the logged-in user when login is configured, else the sidebar name."""
+    return (st.session_state.get(ANNOTATOR_KEY) or "").strip()
+
+
+def require_project(store: Store) -> Project:
+    """The current project, or stop the page with a pointer to where one is made."""
+    project = current_project(store)
+    if project is None:
+        st.info("No project yet. Create the demo project or a new one on the Home page.")
+        st.page_link("pages/home.py", label="Go to Home", icon=":material/home:")
+        st.stop()
+    return project  # type: ignore[return-value]
