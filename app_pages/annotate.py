@@ -15,14 +15,22 @@ from ui.state import ANNOTATOR_KEY, ROUND_KEY, annotator, current_round, get_sto
 
 CURSOR = "annotate.trace_id"
 FOCUS_NOTE = "annotate.focus_note"
+BLUR = "annotate.blur"
 # A constant script we write (no trace content): puts the cursor in the note box after a fail,
 # so a fail with a known mode is "1", the note, Ctrl+Enter.
 FOCUS_SCRIPT = """<script>
-setTimeout(() => {
-  const box = parent.document.querySelector('textarea[aria-label="First failure note"]')
-            || document.querySelector('textarea[aria-label="First failure note"]');
-  if (box) { box.focus(); }
-}, 150);
+(function focusNote(tries) {
+  const doc = (window.parent && window.parent.document) || document;
+  const box = doc.querySelector('textarea[aria-label="First failure note"]');
+  if (box) { box.focus(); } else if (tries > 0) { setTimeout(() => focusNote(tries - 1), 20); }
+})(50);
+</script>"""
+
+# After "save note and next", the cursor would stay in the (reused) note box, and the next key
+# press would type into it instead of labelling: hand the keyboard back to the shortcuts.
+BLUR_SCRIPT = """<script>
+const doc = (window.parent && window.parent.document) || document;
+if (doc.activeElement && doc.activeElement.tagName === "TEXTAREA") { doc.activeElement.blur(); }
 </script>"""
 
 store = get_store()
@@ -32,7 +40,8 @@ st.title("Open coding")
 who = annotator()
 if not who:
     st.info("Who is labelling? Your labels are saved under your name; other people's stay theirs.")
-    st.text_input("Your name", key=ANNOTATOR_KEY, placeholder="e.g. Maya")
+    st.text_input("Your name", key="annotate.name", placeholder="e.g. Maya",
+                  on_change=lambda: st.session_state.update({ANNOTATOR_KEY: st.session_state["annotate.name"]}))
     st.stop()
 
 rnd = current_round(store, project)
@@ -40,7 +49,7 @@ if rnd is None:
     rounds = store.list_rounds(project.id)  # type: ignore[arg-type]
     if not rounds:
         st.info("Draw a round first: a sample of traces to read one by one.")
-        st.page_link("pages/traces.py", label="Draw a round on the Traces page", icon=":material/list_alt:")
+        st.page_link("app_pages/traces.py", label="Draw a round on the Traces page", icon=":material/list_alt:")
         st.stop()
     wanted = st.query_params.get("round")
     match = next((r for r in rounds if str(r.id) == wanted), None)
@@ -136,7 +145,7 @@ st.progress(done["labelled"] / max(done["total"], 1),
 trace_id = st.session_state.get(CURSOR)
 if trace_id is None:
     st.success("Nothing left in this queue. Change the queue filters, or look at what you found.")
-    st.page_link("pages/coding_progress.py", label="Progress, saturation and agreement", icon=":material/insights:")
+    st.page_link("app_pages/coding_progress.py", label="Progress, saturation and agreement", icon=":material/insights:")
     st.stop()
 
 trace = store.get_trace(trace_id)
@@ -193,6 +202,7 @@ def on_save_next() -> None:
     if st.session_state.get(note_key, "").strip() and (mine is None or mine.verdict is None):
         changes["verdict"] = "fail"  # a first-failure note is a fail
     if save(**changes) is not None:
+        st.session_state[BLUR] = True
         go(neighbour(trace.id, 1))  # type: ignore[union-attr]
 
 
@@ -254,10 +264,10 @@ with right:
 
     st.caption("Failure modes (numbers are keys)")
     if quick:
-        cols = st.columns(3)
+        cols = st.columns(2)
         for i, name in enumerate(quick):
             picked = mine is not None and name in mine.modes
-            cols[i % 3].button(f"{i + 1} · {name}", key=f"annotate.mode.{i}", on_click=on_mode, args=(name,),
+            cols[i % 2].button(name, key=f"annotate.mode.{i}", on_click=on_mode, args=(name,), wrap=True,
                                shortcut=str(i + 1), type="primary" if picked else "secondary", width="stretch")
     else:
         st.caption("No failure modes yet: name the first one below.")
@@ -275,14 +285,16 @@ with right:
         current_step = mine.failure_step if mine and mine.failure_step in steps else "(not set)"
         st.session_state["annotate.step"] = current_step
         st.selectbox("Step where it first went wrong", steps, key="annotate.step", on_change=on_step)
-    n1, n2, n3, n4 = st.columns(4)
-    n1.button("Previous", icon=":material/arrow_back:", shortcut="K", on_click=on_move, args=(-1,),
-              key="annotate.prev", width="stretch")
-    n2.button("Save & next", icon=":material/arrow_forward:", shortcut="Ctrl+Enter", on_click=on_save_next,
-              key="annotate.next_save", width="stretch")
-    n3.button("Next", shortcut="J", on_click=on_move, args=(1,), key="annotate.next", width="stretch")
-    n4.button("Undo", icon=":material/undo:", shortcut="U", on_click=on_undo, key="annotate.undo",
+    n1, n2 = st.columns(2)
+    n1.button("Save note and next", icon=":material/arrow_forward:", shortcut="Ctrl+Enter",
+              on_click=on_save_next, key="annotate.next_save", type="primary", width="stretch")
+    n2.button("Undo", icon=":material/undo:", shortcut="U", on_click=on_undo, key="annotate.undo",
               width="stretch")
+    n3, n4 = st.columns(2)
+    n3.button("Previous", icon=":material/arrow_back:", shortcut="K", on_click=on_move, args=(-1,),
+              key="annotate.prev", width="stretch")
+    n4.button("Next", icon=":material/arrow_forward:", shortcut="J", on_click=on_move, args=(1,),
+              key="annotate.next", width="stretch")
     st.toggle("Flag for discussion", value=bool(mine and mine.discuss), key=f"annotate.discuss.{trace.id}",  # type: ignore[union-attr]
               on_change=on_discuss)
 
@@ -302,3 +314,5 @@ with right:
 
 if st.session_state.pop(FOCUS_NOTE, False):
     st.html(FOCUS_SCRIPT, unsafe_allow_javascript=True)
+elif st.session_state.pop(BLUR, False):
+    st.html(BLUR_SCRIPT, unsafe_allow_javascript=True)

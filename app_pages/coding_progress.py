@@ -33,7 +33,7 @@ with st.expander("Labels that came with imported files"):
 done = labels[labels["verdict"].notna()]
 if done.empty:
     st.info("No labels yet. Open coding starts on the Annotate page.")
-    st.page_link("pages/annotate.py", label="Start labelling", icon=":material/edit_note:")
+    st.page_link("app_pages/annotate.py", label="Start labelling", icon=":material/edit_note:")
     st.stop()
 
 st.subheader("Progress")

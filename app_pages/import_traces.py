@@ -82,4 +82,4 @@ for n, upload in enumerate(uploads or []):
                 st.dataframe(issues, hide_index=True)
                 st.download_button("Download the list of bad rows", issues.to_csv(index=False),
                                    file_name=f"{upload.name}.issues.csv", key=f"import.issues.{n}")
-            st.page_link("pages/traces.py", label="See the traces", icon=":material/list_alt:")
+            st.page_link("app_pages/traces.py", label="See the traces", icon=":material/list_alt:")

@@ -15,7 +15,7 @@ st.caption("A round is one error-analysis pass over a sample of traces. Teams ru
 rounds = store.list_rounds(project.id)  # type: ignore[arg-type]
 if not rounds:
     st.info("No rounds yet. On the Traces page, filter what you want to study and draw a sample.")
-    st.page_link("pages/traces.py", label="Go to Traces", icon=":material/list_alt:")
+    st.page_link("app_pages/traces.py", label="Go to Traces", icon=":material/list_alt:")
     st.stop()
 
 

@@ -52,7 +52,7 @@ def _page_time(db_url: str, runs: int = 7) -> float:
     os.environ["EVALBOARD_DATABASE_URL"] = db_url
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/traces.py").run()  # warm: migrations checked, caches filled
+    at.switch_page("app_pages/traces.py").run()  # warm: migrations checked, caches filled
     times = []
     for _ in range(runs):
         start = time.perf_counter()

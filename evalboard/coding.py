@@ -195,6 +195,8 @@ def save_annotation(store: Store, project_id: int, trace_id: int, annotator: str
             current.verdict = "fail"  # picking a failure mode is a fail
         if current.verdict is not None and (before is None or before.verdict is None):
             current.deferred = False  # deciding a deferred trace ends the deferral
+        if before is not None and before.state() == current.state():
+            return before  # nothing changed: no write, and no history entry for undo to replay
         _write(conn, store, project_id, current, before)
         conn.execute(insert(annotation_events).values(
             annotation_id=current.id, trace_id=trace_id, annotator=annotator, action=action,

@@ -32,7 +32,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 DEFAULT_HOME = Path(os.environ.get("EVALBOARD_HOME", Path.home() / ".evalboard"))
 
@@ -250,6 +250,9 @@ def make_engine(url: str) -> Engine:
     """Engine with fast JSON (orjson) and, on SQLite, WAL + a busy timeout so that a reader
     never blocks the annotator writing and concurrent writers wait instead of failing."""
     kwargs: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+    sqlite_file = make_url(url).database if url.startswith("sqlite") else None
+    if sqlite_file and sqlite_file != ":memory:":
+        Path(sqlite_file).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:

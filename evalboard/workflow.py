@@ -16,24 +16,24 @@ class Step:
 STEPS = [
     Step("queries", "Know the queries",
          "Describe the product and its users, define dimensions of how queries vary, and write "
-         "realistic queries from tuples of their values.", "pages/dimensions.py"),
+         "realistic queries from tuples of their values.", "app_pages/dimensions.py"),
     Step("collect", "Collect traces",
          "Import traces from files or pull them from Langfuse, and draw a round: a sample to "
-         "analyse.", "pages/import_traces.py"),
+         "analyse.", "app_pages/import_traces.py"),
     Step("open", "Open coding",
          "Read each trace as its user saw it, mark pass or fail, and write the first thing that "
-         "went wrong.", "pages/annotate.py"),
+         "went wrong.", "app_pages/annotate.py"),
     Step("axial", "Axial coding",
          "Group the failure notes into named failure modes and see how often each happens.",
-         "pages/axial.py"),
+         "app_pages/axial.py"),
     Step("judges", "Judges",
          "Build one LLM judge per failure mode and validate it against human labels on data it "
-         "never saw.", "pages/judges.py"),
+         "never saw.", "app_pages/judges.py"),
     Step("production", "Production",
          "Run validated judges on production samples and read bias-corrected failure rates.",
-         "pages/production.py"),
+         "app_pages/production.py"),
     Step("vendor", "Back to the vendor",
-         "Push judges, scores, labels and datasets to Langfuse.", "pages/sync.py"),
+         "Push judges, scores, labels and datasets to Langfuse.", "app_pages/sync.py"),
 ]
 
 
@@ -73,6 +73,7 @@ def next_step(overview: dict[str, int], available: set[str]) -> tuple[str, str]:
     for key, pending, why in ordered:
         if pending and steps[key].page in available:
             return key, why
-    if "pages/traces.py" in available:
-        return "collect", "Read more traces, or draw a new round to compare with the last one."
-    return "collect", "Import traces to begin."
+    if o.get("annotations", 0):
+        return "open", ("Keep labelling until new failure modes stop appearing, or draw a new "
+                        "round to compare with the last one.")
+    return "collect", "Import traces or load the demo to begin."

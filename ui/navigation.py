@@ -1,5 +1,9 @@
 """The app's pages by workflow step. Only pages that work are listed here; the home page links
-to a step only when its page is listed."""
+to a step only when its page is listed.
+
+The page files live in app_pages/, not pages/: Streamlit 1.67 still switches a whole server to
+the legacy "pages/ directory" mode when the first visit after start is a deep link (e.g.
+/annotate?trace=12), which runs the page without app.py (no navigation, no sidebar)."""
 
 from __future__ import annotations
 
@@ -8,17 +12,17 @@ import streamlit as st
 # section -> (file, title, icon)
 SECTIONS: dict[str, list[tuple[str, str, str]]] = {
     "Start": [
-        ("pages/home.py", "Home", ":material/home:"),
-        ("pages/project.py", "Project", ":material/tune:"),
+        ("app_pages/home.py", "Home", ":material/home:"),
+        ("app_pages/project.py", "Project", ":material/tune:"),
     ],
     "Collect traces": [
-        ("pages/import_traces.py", "Import files", ":material/upload_file:"),
-        ("pages/traces.py", "Traces", ":material/list_alt:"),
-        ("pages/rounds.py", "Rounds", ":material/layers:"),
+        ("app_pages/import_traces.py", "Import files", ":material/upload_file:"),
+        ("app_pages/traces.py", "Traces", ":material/list_alt:"),
+        ("app_pages/rounds.py", "Rounds", ":material/layers:"),
     ],
     "Open coding": [
-        ("pages/annotate.py", "Annotate", ":material/edit_note:"),
-        ("pages/coding_progress.py", "Progress and agreement", ":material/insights:"),
+        ("app_pages/annotate.py", "Annotate", ":material/edit_note:"),
+        ("app_pages/coding_progress.py", "Progress and agreement", ":material/insights:"),
     ],
 }
 
@@ -28,6 +32,6 @@ def registered() -> set[str]:
 
 
 def build() -> dict[str, list[st.Page]]:
-    return {section: [st.Page(path, title=title, icon=icon, default=path == "pages/home.py")
+    return {section: [st.Page(path, title=title, icon=icon, default=path == "app_pages/home.py")
                       for path, title, icon in pages]
             for section, pages in SECTIONS.items()}

@@ -23,12 +23,12 @@ def render(store: Store) -> None:
         st.selectbox("Project", ids, format_func=names.get, key="sidebar.project",
                      on_change=_project_changed)
         rounds = store.list_rounds(project.id)  # type: ignore[arg-type]
-        options: list[int | None] = [None, *[r.id for r in rounds]]
-        labels = {r.id: f"{r.name} ({r.trace_count})" for r in rounds}
+        # 0 stands for "all traces" (a selectbox shows None as no choice at all).
+        options = [0, *[r.id for r in rounds]]
+        labels = {0: "All traces", **{r.id: f"{r.name} ({r.trace_count})" for r in rounds}}
         current = st.session_state.get(ROUND_KEY)
-        st.session_state["sidebar.round"] = current if current in options else None
-        st.selectbox("Round", options,
-                     format_func=lambda rid: "All traces" if rid is None else labels[rid],
+        st.session_state["sidebar.round"] = current if current in options else 0
+        st.selectbox("Round", options, format_func=labels.get,
                      key="sidebar.round", on_change=_round_changed,
                      help="A round is one error-analysis pass over a sample of traces.")
         st.text_input("Your name", key=ANNOTATOR_KEY, placeholder="who is labelling",
@@ -41,4 +41,4 @@ def _project_changed() -> None:
 
 
 def _round_changed() -> None:
-    st.session_state[ROUND_KEY] = st.session_state["sidebar.round"]
+    st.session_state[ROUND_KEY] = st.session_state["sidebar.round"] or None

@@ -54,6 +54,6 @@ def require_project(store: Store) -> Project:
     project = current_project(store)
     if project is None:
         st.info("No project yet. Create the demo project or a new one on the Home page.")
-        st.page_link("pages/home.py", label="Go to Home", icon=":material/home:")
+        st.page_link("app_pages/home.py", label="Go to Home", icon=":material/home:")
         st.stop()
     return project  # type: ignore[return-value]

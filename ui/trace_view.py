@@ -13,13 +13,14 @@ from evalboard.render import RENDERER_LABELS, TemplateError, detect_renderer, re
 
 
 def facts(trace: TraceRecord) -> None:
-    cols = st.columns(5)
-    cols[0].metric("Time", trace.timestamp.strftime("%Y-%m-%d %H:%M") if trace.timestamp else "-")
-    cols[1].metric("Latency", f"{trace.latency_ms / 1000:.2f} s" if trace.latency_ms else "-")
-    cols[2].metric("Cost", f"${trace.cost:.5f}" if trace.cost else "-")
     tokens = (trace.input_tokens or 0) + (trace.output_tokens or 0)
-    cols[3].metric("Tokens", f"{tokens:,}" if tokens else "-")
-    cols[4].metric("Steps", len(trace.spans) or "-")
+    numbers = [
+        ("time", trace.timestamp.strftime("%Y-%m-%d %H:%M") if trace.timestamp else None),
+        ("latency", f"{trace.latency_ms / 1000:.2f} s" if trace.latency_ms else None),
+        ("cost", f"${trace.cost:.5f}" if trace.cost else None),
+        ("tokens", f"{tokens:,}" if tokens else None),
+        ("steps", str(len(trace.spans)) if trace.spans else None)]
+    st.markdown(" · ".join(f"{label} **{value}**" for label, value in numbers if value))
     meta = [f"source `{trace.source}`", f"id `{trace.source_id}`"]
     for label, value in (("user", trace.user_id), ("session", trace.session_id),
                          ("env", trace.environment), ("release", trace.release)):
@@ -50,8 +51,8 @@ def show(trace: TraceRecord, settings: dict | None = None, key: str = "trace") -
     chosen_default = detect_renderer(trace) if default in ("auto", "", None) else default
     if chosen_default not in names:
         chosen_default = detect_renderer(trace)
-    view = st.segmented_control("Show as", names, default=chosen_default,
-                                format_func=RENDERER_LABELS.get, key=f"{key}.view") or chosen_default
+    view = st.pills("Show as", names, default=chosen_default, format_func=RENDERER_LABELS.get,
+                    key=f"{key}.view") or chosen_default
     try:
         st.html(render_trace(trace, view, template=template or None,
                              template_mode=settings.get("custom_template_mode", "markdown")))

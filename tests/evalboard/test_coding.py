@@ -40,6 +40,13 @@ def test_partial_updates_keep_other_fields(setup) -> None:
     assert a.modes == [] and a.note == "first note"  # a pass has no failure modes
 
 
+def test_saving_the_same_state_twice_leaves_no_history(setup) -> None:
+    store, pid, ids, _ = setup
+    save_annotation(store, pid, ids[0], "ana", verdict="fail", note="n")
+    save_annotation(store, pid, ids[0], "ana", note="n")  # e.g. a widget firing twice
+    assert undo_last(store, pid, "ana") is None  # one step back is the state before the label
+
+
 def test_mode_pick_implies_fail_and_verdict_clears_defer(setup) -> None:
     store, pid, ids, _ = setup
     a = save_annotation(store, pid, ids[2], "ana", deferred=True)

@@ -29,7 +29,7 @@ def open_page(who: str | None, rid: int, **state) -> AppTest:
     for k, v in state.items():
         at.session_state[k] = v
     at.run()
-    return at.switch_page("pages/annotate.py").run()
+    return at.switch_page("app_pages/annotate.py").run()
 
 
 def ok(at: AppTest) -> AppTest:
@@ -136,7 +136,7 @@ def test_deep_link_and_jump(round_setup) -> None:
     at.query_params["round"] = str(rid)
     at.session_state["app.annotator"] = "ana"
     at.run()
-    at.switch_page("pages/annotate.py").run()
+    at.switch_page("app_pages/annotate.py").run()
     ok(at)
     assert at.session_state["annotate.trace_id"] == ids[3]
     at.text_input(key="annotate.jump").input(str(ids[5])).run()
@@ -153,7 +153,7 @@ def test_progress_page_agreement_and_export(round_setup) -> None:
     at = AppTest.from_file("../../app.py", default_timeout=30)
     at.session_state["app.round_id"] = rid
     at.run()
-    at.switch_page("pages/coding_progress.py").run()
+    at.switch_page("app_pages/coding_progress.py").run()
     ok(at)
     assert at.get("vega_lite_chart"), "saturation and mode charts render"
     tables = [t.value for t in at.dataframe]

@@ -10,8 +10,8 @@ from evalboard.demo import DEMO_NAME, create_demo
 from evalboard.store import Store, TraceFilter
 
 APP = "../../app.py"
-PAGES = ["pages/home.py", "pages/project.py", "pages/import_traces.py", "pages/traces.py",
-         "pages/rounds.py", "pages/annotate.py", "pages/coding_progress.py"]
+PAGES = ["app_pages/home.py", "app_pages/project.py", "app_pages/import_traces.py", "app_pages/traces.py",
+         "app_pages/rounds.py", "app_pages/annotate.py", "app_pages/coding_progress.py"]
 
 
 def app(**state) -> AppTest:
@@ -62,7 +62,7 @@ def test_project_description_saved(app_env: str) -> None:
     store = Store(app_env)
     pid = store.create_project("P").id
     at = app()
-    at.switch_page("pages/project.py").run()
+    at.switch_page("app_pages/project.py").run()
     at.text_area[0].input("Answers invoice questions for accountants.")
     at.button[0].click().run()
     assert_clean(at)
@@ -73,7 +73,7 @@ def test_traces_search_open_and_round(app_env: str) -> None:
     store = Store(app_env)
     pid = create_demo(store)
     at = app()
-    at.switch_page("pages/traces.py").run()
+    at.switch_page("app_pages/traces.py").run()
     assert "300 traces match" in " ".join(c.value for c in at.caption)
     at.text_input(key="traces.text").input("powershell").run()
     assert_clean(at)
@@ -100,7 +100,7 @@ def test_import_page_offers_upload(app_env: str) -> None:
     # through the browser in tests/browser.
     Store(app_env).create_project("P")
     at = app()
-    at.switch_page("pages/import_traces.py").run()
+    at.switch_page("app_pages/import_traces.py").run()
     assert_clean(at)
     assert at.get("file_uploader"), "an uploader is shown"
 
@@ -111,7 +111,7 @@ def test_rounds_page_switches_current_round(app_env: str) -> None:
     ids = store.trace_ids(pid)
     second = store.create_round(pid, "Second", ids[:5])
     at = app()
-    at.switch_page("pages/rounds.py").run()
+    at.switch_page("app_pages/rounds.py").run()
     at.selectbox(key="rounds.choice").select(second.id).run()
     at.button(key="rounds.use").click().run()
     assert_clean(at)
