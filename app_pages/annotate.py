@@ -6,7 +6,7 @@ and go to the next trace, J/K next/previous, D defer, U undo.
 
 import streamlit as st
 
-from evalboard import coding
+from evalboard import coding, query_store
 from evalboard.coding import QueueFilter
 from evalboard.stats import wilson_interval
 from evalboard.store import StoreError
@@ -96,7 +96,7 @@ with st.expander("Queue", expanded=False):
     mode_filter = c4.selectbox("With failure mode", ["any", *modes_df["name"]], key="annotate.mode")
     tags = store.trace_facets(project.id)["tags"]  # type: ignore[arg-type]
     tag_filter = c5.selectbox("With tag", ["any", *tags], key="annotate.tag")
-    dims = [f"{d['name']}={v['name']}" for d in project.settings.get("dimensions", []) for v in d["values"]]
+    dims = [f"{d.name}={v.name}" for d in query_store.project_dimensions(store, project.id) for v in d.values]  # type: ignore[arg-type]
     dim_filter = c6.selectbox("With dimension value", ["any", *dims], key="annotate.dimension")
     st.text_input("Jump to trace id", key="annotate.jump", placeholder="a trace id, e.g. 42", on_change=on_jump)
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from evalboard.demo import DEMO_NAME, create_demo
 from evalboard.store import StoreError
-from evalboard.workflow import STEPS, next_step, step_counts
+from evalboard.workflow import STEPS, next_step, project_status, step_counts
 from ui.navigation import registered
 from ui.state import PROJECT_KEY, current_project, get_store
 
@@ -33,7 +33,7 @@ if project is None:
                 st.error(str(exc))
     st.stop()
 
-overview = store.project_overview(project.id)
+overview = project_status(store, project.id)  # type: ignore[arg-type]
 available = {s.page for s in STEPS if s.page in registered()}
 counts = step_counts(overview)
 key, why = next_step(overview, available)

@@ -1,58 +1,77 @@
-"""Throughput of structured LLM calls against the fake server, as a ratio to the concurrency floor.
+"""Query generation throughput against the fake server, as a ratio to the concurrency floor.
 
-500 structured calls (shaped like query generation: a prompt per tuple, a pydantic list of
-queries back) go through `LLMClient.map` at the default concurrency, while the fake answers each
-after 200 ms. No client can beat ceil(500 / concurrency) x 0.2 s, the floor; the figure is our
-wall time over that floor (goal <= 1.2).
+500 queries are written through the real code path, `evalboard.queries.generate_queries`: 500
+tuples (the full product of 10 x 10 x 5 values), one query each, so 500 structured LLM calls
+through `LLMClient.map` at the default concurrency, each answer validated and stored in a
+SQLite store as it arrives, the store's LLM cache written, and near-duplicates marked at the
+end. The fake answers each call after 200 ms. No client can beat ceil(500 / concurrency) x
+0.2 s, the floor; the figure is our wall time over that floor (goal <= 1.2).
 
     python benchmarks/bench_llm.py
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import BaseModel, Field  # noqa: E402
-
+from evalboard import query_store  # noqa: E402
+from evalboard.queries import GeneratedQueries, generate_queries  # noqa: E402
+from evalboard.store import Store  # noqa: E402
+from evalboard.tuples import Dimension, full_product  # noqa: E402
 from integrations.llm import LLMClient, LLMSettings  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 
-CALLS = 500
 LATENCY = 0.2
+DIMENSIONS = [
+    Dimension(name="persona", values=[f"persona {i}" for i in range(10)]),
+    Dimension(name="intent", values=[f"intent {i}" for i in range(10)]),
+    Dimension(name="style", values=[f"style {i}" for i in range(5)]),
+]
 
 
-class GeneratedQueries(BaseModel):
-    queries: list[str] = Field(min_length=1)
+WORDS = ("invoice refund export tax payroll login password report bank card vat receipt client "
+         "supplier discount overdue reminder currency account budget ledger").split()
+
+
+def _answer(request: dict) -> dict:
+    """A different query per tuple, as real answers would be (queries sharing one template would
+    all be marked near-duplicates, which real generations are not): eight words picked by a
+    hash of the prompt."""
+    seed = int(hashlib.sha256(request["messages"][-1]["content"].encode()).hexdigest(), 16)
+    words = [WORDS[(seed >> (5 * i)) % len(WORDS)] for i in range(8)]
+    return {"queries": [" ".join(words)]}
 
 
 def run() -> list[dict]:
-    with FakeOpenAI(latency=LATENCY) as fake:
-        fake.respond_with(lambda req: {"queries": [f"q for {req['messages'][-1]['content']}"]})
+    with tempfile.TemporaryDirectory() as folder, FakeOpenAI(latency=LATENCY) as fake:
+        store = Store(f"sqlite:///{Path(folder) / 'bench.db'}")
+        project_id = store.create_project("bench", "A benchmark product used by benchmark users.").id
+        for dim in DIMENSIONS:
+            query_store.add_dimension(store, project_id, dim)
+        query_store.add_tuples(store, project_id, full_product(DIMENSIONS), "full")
+        tuples = query_store.list_tuples(store, project_id)
+        fake.respond_with(_answer)
         settings = LLMSettings(base_url=fake.base_url, api_key="bench", model="fake-model")
-        client = LLMClient(settings)
-        concurrency = settings.max_concurrency
+        client = LLMClient(settings, cache=store.llm_cache())
         client.structured("warm-up", GeneratedQueries)  # first-use imports and connection
 
-        requests = [
-            [{"role": "system", "content": "Write realistic user queries for the given tuple."},
-             {"role": "user", "content": f"tuple {i}: persona=p{i % 7}, scenario=s{i % 11}"}]
-            for i in range(CALLS)
-        ]
         started = time.perf_counter()
-        results = client.map(requests, "structured", schema=GeneratedQueries, feature="querygen")
+        report = generate_queries(client, store, project_id, tuples, 1, context="bench", dims=DIMENSIONS)
         elapsed = time.perf_counter() - started
+        store.dispose()
 
-    failed = sum(not r.ok for r in results)
-    if failed:
-        raise RuntimeError(f"{failed} of {CALLS} benchmark calls failed: {results[0].error!r}")
-    floor = math.ceil(CALLS / concurrency) * LATENCY
+    if report.failed or report.added != len(tuples):
+        raise RuntimeError(f"benchmark generation incomplete: {report.summary()}")
+    floor = math.ceil(len(tuples) / settings.max_concurrency) * LATENCY
     return [{"bench": "querygen_vs_floor", "value": round(elapsed / floor, 3), "unit": "ratio",
              "floor": 1.0, "goal": 1.2}]
 

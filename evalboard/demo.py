@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from evalboard import query_store
+from evalboard.coding import save_annotation
 from evalboard.models import Message, Span, ToolCall, TraceRecord
 from evalboard.store import Store
+from evalboard.tuples import Dimension, DimensionValue, pairwise_tuples
 
 DEMO_NAME = "Demo: Nimbus Docs Assistant"
 DEMO_DESCRIPTION = (
@@ -373,8 +376,6 @@ def add_demo_annotations(store: Store, project_id: int, round_id: int, planted: 
                          n: int = 40) -> int:
     """Two annotators label the first `n` traces of the round's queue; they mostly agree with
     the planted truth and with each other, not always (Maya misses 5%, Li 12%)."""
-    from evalboard.coding import save_annotation  # coding builds on the store, as demo does
-
     rng = random.Random(DEMO_SEED + 2)
     ids = store.round_trace_ids(round_id)[:n]
     made = 0
@@ -406,9 +407,11 @@ def create_demo(store: Store, *, replace: bool = False) -> int:
             return existing.id  # type: ignore[return-value]
         store.delete_project(existing.id)  # type: ignore[arg-type]
     project = store.create_project(DEMO_NAME, DEMO_DESCRIPTION, settings={
-        "demo": True, "default_renderer": "auto",
-        "dimensions": [{"name": k, "values": [{"name": v} for v in vals]} for k, vals in DIMENSIONS.items()],
-    })
+        "demo": True, "default_renderer": "auto"})
+    dims = [Dimension(name=k, values=[DimensionValue(name=v) for v in vals]) for k, vals in DIMENSIONS.items()]
+    for dim in dims:
+        query_store.add_dimension(store, project.id, dim)  # type: ignore[arg-type]
+    query_store.add_tuples(store, project.id, pairwise_tuples(dims), origin="pairwise", seed=0)  # type: ignore[arg-type]
     records, planted = demo_traces()
     result = store.add_traces(project.id, records)  # type: ignore[arg-type]
     ids = result.trace_ids

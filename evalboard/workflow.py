@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evalboard import query_store
+from evalboard.store import Store
+
 
 @dataclass(frozen=True)
 class Step:
@@ -37,11 +40,17 @@ STEPS = [
 ]
 
 
+def project_status(store: Store, project_id: int) -> dict[str, int]:
+    """Every count the home page shows, from the store and the per-step modules."""
+    return {**store.project_overview(project_id), **query_store.overview_counts(store, project_id)}
+
+
 def step_counts(overview: dict[str, int]) -> dict[str, str]:
     """One line per step saying where the project stands, from `Store.project_overview`."""
     o = overview
     return {
-        "queries": f"{o.get('queries', 0)} queries from {o.get('dimensions', 0)} dimensions",
+        "queries": (f"{o.get('dimensions', 0)} dimensions, {o.get('tuples', 0)} tuples, "
+                    f"{o.get('queries', 0)} queries ({o.get('kept_queries', 0)} kept)"),
         "collect": f"{o.get('traces', 0)} traces, {o.get('rounds', 0)} rounds",
         "open": f"{o.get('annotations', 0)} traces labelled, {o.get('failed', 0)} failed",
         "axial": f"{o.get('failure_modes', 0)} failure modes, {o.get('mode_assignments', 0)} assignments",

@@ -15,6 +15,10 @@ SECTIONS: dict[str, list[tuple[str, str, str]]] = {
         ("app_pages/home.py", "Home", ":material/home:"),
         ("app_pages/project.py", "Project", ":material/tune:"),
     ],
+    "Know the queries": [
+        ("app_pages/dimensions.py", "Dimensions and tuples", ":material/category:"),
+        ("app_pages/queries.py", "Queries", ":material/forum:"),
+    ],
     "Collect traces": [
         ("app_pages/import_traces.py", "Import files", ":material/upload_file:"),
         ("app_pages/traces.py", "Traces", ":material/list_alt:"),

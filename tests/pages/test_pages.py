@@ -10,7 +10,7 @@ from evalboard.demo import DEMO_NAME, create_demo
 from evalboard.store import Store, TraceFilter
 
 APP = "../../app.py"
-PAGES = ["app_pages/home.py", "app_pages/project.py", "app_pages/import_traces.py", "app_pages/traces.py",
+PAGES = ["app_pages/home.py", "app_pages/project.py", "app_pages/dimensions.py", "app_pages/queries.py", "app_pages/import_traces.py", "app_pages/traces.py",
          "app_pages/rounds.py", "app_pages/annotate.py", "app_pages/coding_progress.py"]
 
 
