@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -78,7 +79,12 @@ SORTS = {
 
 _INSERT_COLUMNS = [c.name for c in traces.columns if c.name != "id"]
 _JSON_COLUMNS = {c.name for c in traces.columns if isinstance(c.type, JSON)}
-_TIME_COLUMNS = {"timestamp", "end_time", "imported_at"}
+_TIME_COLUMNS = {"timestamp", "end_time"}
+_JSON_INDEX = [i for i, c in enumerate(_INSERT_COLUMNS) if c in _JSON_COLUMNS]
+_TIME_INDEX = [i for i, c in enumerate(_INSERT_COLUMNS) if c in _TIME_COLUMNS]
+_PROJECT_INDEX = _INSERT_COLUMNS.index("project_id")
+_IMPORTED_INDEX = _INSERT_COLUMNS.index("imported_at")
+_SPANS_COUNT_INDEX = _INSERT_COLUMNS.index("span_count")
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
@@ -87,7 +93,7 @@ def _sqlite_time(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.isoformat(sep=" ", timespec="microseconds")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -181,18 +187,21 @@ class Store:
             self.upgrade()
 
     # -- schema -----------------------------------------------------------------------------
-    def upgrade(self, revision: str = "head") -> None:
+    def upgrade(self, revision: str = "heads") -> None:
         """Apply Alembic migrations up to `revision` (at start and by `evalboard db upgrade`)."""
         with self.engine.begin() as conn:
             command.upgrade(alembic_config(conn), revision)
 
     def schema_revision(self) -> str | None:
+        """The applied revision(s), comma-separated when migrations branched."""
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            heads = MigrationContext.configure(conn).get_current_heads()
+        return ",".join(sorted(heads)) or None
 
     @staticmethod
     def head_revision() -> str | None:
-        return ScriptDirectory.from_config(alembic_config()).get_current_head()
+        heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+        return ",".join(sorted(heads)) or None
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -258,20 +267,36 @@ class Store:
         """
         result = AddResult()
         batch: list[dict[str, Any]] = []
-        for rec in records:
-            batch.append(rec if isinstance(rec, dict) else record_to_row(project_id, rec))
-            if len(batch) >= batch_size:
-                self._add_batch(project_id, batch, round_id, result, want_ids)
+        # Rows are shaped (Python, holds the GIL) while the previous batch is written (SQLite
+        # releases the GIL while it works): one writer thread, one batch in flight, in order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalboard-writer") as writer:
+            pending: Future | None = None
+
+            def flush() -> None:
+                nonlocal pending, batch
+                params = self._insert_params(project_id, batch)
+                if pending is not None:
+                    pending.result()  # re-raises a failed write here, before going on
+                pending = writer.submit(self._add_batch, project_id, batch, params, round_id,
+                                        result, want_ids)
                 batch = []
-        if batch:
-            self._add_batch(project_id, batch, round_id, result, want_ids)
+
+            for rec in records:
+                batch.append(rec if isinstance(rec, dict) else record_to_row(project_id, rec))
+                if len(batch) >= batch_size:
+                    flush()
+            if batch:
+                flush()
+            if pending is not None:
+                pending.result()
         return result
 
-    def _add_batch(self, project_id: int, batch: list[dict[str, Any]], round_id: int | None,
-                   result: AddResult, want_ids: bool) -> None:
+    def _add_batch(self, project_id: int, batch: list[dict[str, Any]], params: list[tuple],
+                   round_id: int | None, result: AddResult, want_ids: bool) -> None:
         keys = list(dict.fromkeys((r["source"], r["source_id"]) for r in batch))
         with self.engine.begin() as conn:
-            added = self._bulk_insert(conn, project_id, batch)
+            # INSERT ... ON CONFLICT DO NOTHING: rowcount says how many rows were new.
+            added = max(conn.exec_driver_sql(self._insert_statement(), params).rowcount, 0)
             result.added += added
             result.duplicates += len(batch) - added
             if want_ids or round_id is not None:
@@ -281,41 +306,35 @@ class Store:
                 if round_id is not None:
                     self._append_to_round(conn, round_id, batch_ids)
 
-    def _bulk_insert(self, conn: Connection, project_id: int, batch: list[dict[str, Any]]) -> int:
-        """INSERT ... ON CONFLICT DO NOTHING through the driver's executemany, with JSON and
-        times serialised here once: SQLAlchemy's per-value processing would cost more than
-        the whole parse of the file. Returns how many rows were new."""
-        dialect = conn.dialect.name
+    def _insert_statement(self) -> str:
         if self._insert_sql is None:
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            cols = ", ".join(_INSERT_COLUMNS)
-            marks = ", ".join(
-                (f"CAST({mark} AS JSON)" if dialect == "postgresql" else mark)
-                if c in _JSON_COLUMNS else mark for c in _INSERT_COLUMNS)
-            self._insert_sql = (f"INSERT INTO traces ({cols}) VALUES ({marks}) "
+            dialect = self.engine.dialect
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            json_mark = f"CAST({mark} AS JSON)" if dialect.name == "postgresql" else mark
+            marks = ", ".join(json_mark if c in _JSON_COLUMNS else mark for c in _INSERT_COLUMNS)
+            self._insert_sql = (f"INSERT INTO traces ({', '.join(_INSERT_COLUMNS)}) VALUES ({marks}) "
                                 "ON CONFLICT (project_id, source, source_id) DO NOTHING")
-        now = utcnow()
-        to_time = _sqlite_time if dialect == "sqlite" else (lambda v: v)
+        return self._insert_sql
+
+    def _insert_params(self, project_id: int, batch: list[dict[str, Any]]) -> list[tuple]:
+        """Rows as driver parameters, with JSON and times serialised here once: SQLAlchemy's
+        per-value processing would cost more than parsing the whole file."""
+        to_time = _sqlite_time if self.engine.dialect.name == "sqlite" else (lambda v: v)
         dumps = db.json_dumps
-
-        def converter(col: str) -> Any:
-            if col == "project_id":
-                return lambda r: project_id
-            if col == "imported_at":
-                stamp = to_time(now)
-                return lambda r: stamp
-            if col in _JSON_COLUMNS:
-                return lambda r: None if r.get(col) is None else dumps(r[col])
-            if col in _TIME_COLUMNS:
-                return lambda r: to_time(r.get(col))
-            if col == "span_count":
-                return lambda r: r.get(col) or 0
-            return lambda r: r.get(col)
-
-        convert = [converter(c) for c in _INSERT_COLUMNS]
-        params = [tuple(f(r) for f in convert) for r in batch]
-        cursor = conn.exec_driver_sql(self._insert_sql, params)
-        return max(cursor.rowcount, 0)
+        stamp = to_time(utcnow())
+        params = []
+        for r in batch:
+            values = [r.get(c) for c in _INSERT_COLUMNS]
+            for i in _JSON_INDEX:
+                if values[i] is not None:
+                    values[i] = dumps(values[i])
+            for i in _TIME_INDEX:
+                values[i] = to_time(values[i])
+            values[_PROJECT_INDEX] = project_id
+            values[_IMPORTED_INDEX] = stamp
+            values[_SPANS_COUNT_INDEX] = values[_SPANS_COUNT_INDEX] or 0
+            params.append(tuple(values))
+        return params
 
     @staticmethod
     def _existing_ids(conn: Connection, project_id: int,

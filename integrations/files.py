@@ -17,9 +17,11 @@ Anything else needs a `FieldMapping` (which field is id, input, output, ...), sa
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -544,6 +546,20 @@ def preview(path: str | Path, fmt: str | None = None, n: int = 5) -> tuple[str, 
     return shape, rows, mapping_for(shape, keys)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while rows stream through: parsed JSON holds no
+    reference cycles, and collections triggered by millions of new dicts cost about a
+    quarter of an import's time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | None = None,
                 mapping: FieldMapping | None = None, round_name: str | None = None,
                 display_name: str | None = None, batch_size: int = 2000) -> ImportReport:
@@ -597,7 +613,8 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
             except RowError as exc:
                 report.add_issue(line, str(exc))
 
-    result = store.add_traces(project_id, rows(), round_id=round_id, batch_size=batch_size,
-                              want_ids=round_id is not None)
+    with _gc_paused():
+        result = store.add_traces(project_id, rows(), round_id=round_id, batch_size=batch_size,
+                                  want_ids=round_id is not None)
     report.imported, report.duplicates, report.trace_ids = result.added, result.duplicates, result.trace_ids
     return report
