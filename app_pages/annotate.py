@@ -11,7 +11,7 @@ from evalboard.coding import QueueFilter
 from evalboard.stats import wilson_interval
 from evalboard.store import StoreError
 from ui import trace_view
-from ui.state import ANNOTATOR_KEY, ROUND_KEY, annotator, current_round, get_store, require_project
+from ui.state import ANNOTATOR_KEY, ROUND_KEY, annotator, current_round, get_store, require_project, trace_facets
 
 CURSOR = "annotate.trace_id"
 FOCUS_NOTE = "annotate.focus_note"
@@ -94,7 +94,7 @@ with st.expander("Queue", expanded=False):
     modes_df = coding.list_modes(store, project.id, order="created")  # type: ignore[arg-type]
     c4, c5, c6 = st.columns(3)
     mode_filter = c4.selectbox("With failure mode", ["any", *modes_df["name"]], key="annotate.mode")
-    tags = store.trace_facets(project.id)["tags"]  # type: ignore[arg-type]
+    tags = trace_facets(store, project.id)["tags"]  # type: ignore[arg-type]
     tag_filter = c5.selectbox("With tag", ["any", *tags], key="annotate.tag")
     dims = [f"{d.name}={v.name}" for d in query_store.project_dimensions(store, project.id) for v in d.values]  # type: ignore[arg-type]
     dim_filter = c6.selectbox("With dimension value", ["any", *dims], key="annotate.dimension")

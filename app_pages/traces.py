@@ -6,14 +6,14 @@ import streamlit as st
 
 from evalboard.store import SORTS, StoreError, TraceFilter
 from ui import trace_view
-from ui.state import ROUND_KEY, current_round, get_store, require_project
+from ui.state import ROUND_KEY, current_round, get_store, require_project, trace_facets
 
 store = get_store()
 project = require_project(store)
 rnd = current_round(store, project)
 
 st.title("Traces")
-facets = store.trace_facets(project.id)  # type: ignore[arg-type]
+facets = trace_facets(store, project.id)  # type: ignore[arg-type]
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns([3, 2, 2, 2])

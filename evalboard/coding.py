@@ -24,6 +24,7 @@ from evalboard.db import (
     annotations,
     failure_modes,
     round_traces,
+    rounds,
     traces,
     utcnow,
 )
@@ -326,8 +327,7 @@ def queue_count(store: Store, round_id: int, flt: QueueFilter | None = None) -> 
 def progress(store: Store, round_id: int, annotator: str) -> dict[str, int]:
     """Counts for the progress bar: the round's size and this person's labels in it."""
     with store.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(round_traces)
-                             .where(round_traces.c.round_id == round_id)).scalar_one()
+        total = conn.execute(select(rounds.c.trace_count).where(rounds.c.id == round_id)).scalar_one()
         rows = conn.execute(
             select(annotations.c.verdict, func.count()).select_from(
                 annotations.join(round_traces, and_(round_traces.c.trace_id == annotations.c.trace_id,

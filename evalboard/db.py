@@ -138,6 +138,8 @@ rounds = Table(
     Column("description", Text, nullable=False, default=""),
     # How the sample was drawn: {"method": "random", "seed": 7, "n": 100, "filter": {...}}.
     Column("sampling", JSON, nullable=False, default=dict),
+    # Kept in step with round_traces, so pages never count a 100k-trace round on each rerun.
+    Column("trace_count", Integer, nullable=False, default=0, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     UniqueConstraint("project_id", "name"),
 )
@@ -363,4 +365,190 @@ target_runs = Table(
     Column("failed", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("finished_at", UTCDateTime),
+)
+
+
+# ------------------------------------------------------------------------------ axial coding
+# Clustering runs (proposed failure modes, kept so a review survives reloads) and the history of
+# every taxonomy change (migration 0003).
+
+cluster_runs = Table(
+    "cluster_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    # The round whose notes were clustered (None: every round of the project).
+    Column("round_id", Integer, ForeignKey("rounds.id", ondelete="SET NULL")),
+    # llm, offline or manual.
+    Column("method", String(20), nullable=False),
+    # How it ran: model, vectoriser, k range, chosen k, silhouette per k, batches, ...
+    Column("params", JSON, nullable=False, default=dict),
+    # The notes as they were clustered: [{annotation_id, trace_id, annotator, note}, ...].
+    Column("notes", JSON, nullable=False, default=list),
+    # The proposals under review: [{key, name, definition, includes, excludes, members,
+    # status, top_terms, typical, mode_id}, ...]; members are annotation ids.
+    Column("proposals", JSON, nullable=False, default=list),
+    # Annotation ids no proposal holds (notes the method could not place, or moved out).
+    Column("unassigned", JSON, nullable=False, default=list),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_cluster_runs_project", "project_id", "id"),
+)
+
+taxonomy_events = Table(
+    "taxonomy_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    # The mode the change is about (kept as a plain id: history outlives merged modes).
+    Column("mode_id", Integer),
+    Column("run_id", Integer),
+    Column("actor", String(200), nullable=False),
+    # create, edit, merge, split, move, retire, accept, assign, proposal-* ...
+    Column("action", String(40), nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_taxonomy_events_project", "project_id", "id"),
+)
+
+
+# ------------------------------------------------------------------------- judges
+# One judge per failure mode, its versions, the mode's train/dev/test split, runs, verdicts and
+# the label audit trail (migration 0004).
+
+judge_splits = Table(
+    "judge_splits",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("mode_id", Integer, ForeignKey("failure_modes.id", ondelete="CASCADE"), nullable=False),
+    Column("seed", Integer, nullable=False),
+    # {"train": 0.15, "dev": 0.40, "test": 0.45}
+    Column("proportions", JSON, nullable=False),
+    # How several people's labels become one: {"method": "majority", "reference": null}.
+    Column("policy", JSON, nullable=False),
+    # Later additions of newly labelled traces: [{"at", "seed", "added", "parts"}].
+    Column("extensions", JSON, nullable=False, default=list),
+    # The test split is run once: the run (and version) that used it.
+    Column("test_run_id", Integer),
+    Column("test_version_id", Integer),
+    Column("test_used_at", UTCDateTime),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("mode_id"),
+)
+
+judge_split_items = Table(
+    "judge_split_items",
+    metadata,
+    Column("split_id", Integer, ForeignKey("judge_splits.id", ondelete="CASCADE"), primary_key=True),
+    Column("trace_id", Integer, ForeignKey("traces.id", ondelete="CASCADE"), primary_key=True),
+    Column("part", String(10), nullable=False),  # train, dev or test
+    # The combined human label when the trace entered the split (what stratification used).
+    Column("label_at_split", String(10), nullable=False),
+    # "dev" when a label audit moved the trace from dev to train.
+    Column("moved_from", String(10)),
+    Column("added_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_judge_split_items_part", "split_id", "part"),
+)
+
+judges = Table(
+    "judges",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("mode_id", Integer, ForeignKey("failure_modes.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(10), nullable=False),  # llm or code
+    # What "validated" requires: {"tpr": 0.9, "tnr": 0.9} on the test split.
+    Column("thresholds", JSON, nullable=False),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("project_id", "name"),
+)
+
+judge_versions = Table(
+    "judge_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("judge_id", Integer, ForeignKey("judges.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    # Everything that decides a verdict: prompt, examples, model and parameters, or the rule.
+    Column("config", JSON, nullable=False),
+    # Unified diff of the readable config against the previous version.
+    Column("diff", Text, nullable=False, default=""),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("judge_id", "number"),
+)
+
+judge_runs = Table(
+    "judge_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("judge_id", Integer, ForeignKey("judges.id", ondelete="CASCADE"), nullable=False),
+    Column("version_id", Integer, ForeignKey("judge_versions.id", ondelete="CASCADE"), nullable=False),
+    Column("split_id", Integer, ForeignKey("judge_splits.id", ondelete="SET NULL")),
+    Column("part", String(10)),  # train, dev, test, or None for other traces
+    # The traces to judge, fixed at the start so a resumed run judges the same set.
+    Column("trace_ids", JSON, nullable=False),
+    Column("status", String(20), nullable=False, default="running"),
+    # "live", or "demo: recorded answers" for the demo project's stored answers.
+    Column("origin", String(100), nullable=False, default="live"),
+    Column("calls", Integer, nullable=False, default=0),
+    Column("cache_hits", Integer, nullable=False, default=0),
+    Column("reused", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("cost", Float),
+    # {trace_id: message} for items that failed (first 100).
+    Column("errors", JSON, nullable=False, default=dict),
+    # Test runs only: the result frozen when the run completed (pairs, confusion, thresholds).
+    Column("frozen", JSON),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("finished_at", UTCDateTime),
+)
+
+judge_verdicts = Table(
+    "judge_verdicts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version_id", Integer, ForeignKey("judge_versions.id", ondelete="CASCADE"), nullable=False),
+    Column("trace_id", Integer, ForeignKey("traces.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", Integer, ForeignKey("judge_runs.id", ondelete="SET NULL")),
+    Column("verdict", String(10), nullable=False),
+    Column("reasoning", Text, nullable=False, default=""),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("cost", Float),
+    Column("cached", Boolean, nullable=False, default=False),
+    Column("origin", String(100), nullable=False, default="live"),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # One verdict per (version, trace): a rerun of the same version reuses it at no cost.
+    UniqueConstraint("version_id", "trace_id"),
+)
+
+label_audits = Table(
+    "label_audits",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("mode_id", Integer, ForeignKey("failure_modes.id", ondelete="CASCADE"), nullable=False),
+    Column("trace_id", Integer, ForeignKey("traces.id", ondelete="CASCADE"), nullable=False),
+    # "correct" (the label for this mode is now `label`) or "to-train" (moved from dev).
+    Column("action", String(20), nullable=False),
+    Column("label", String(10)),
+    Column("previous", String(10)),
+    Column("reason", Text, nullable=False, default=""),
+    Column("who", String(200), nullable=False),
+    # What the judge said when the person looked (version and verdict), for the record.
+    Column("context", JSON),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_label_audits_mode_trace", "mode_id", "trace_id", "id"),
 )

@@ -104,6 +104,11 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+def _round(r: Any) -> Round:
+    return Round(id=r.id, project_id=r.project_id, name=r.name, description=r.description,
+                 sampling=r.sampling or {}, created_at=r.created_at, trace_count=r.trace_count)
+
+
 def text_of(value: Any, limit: int = PREVIEW_CHARS) -> str:
     """Best plain-text reading of an input or output, for previews and search.
 
@@ -417,6 +422,11 @@ class Store:
             return list(conn.execute(select(traces.c.id).select_from(source).where(*conds)
                                      .order_by(traces.c.id)).scalars())
 
+    def newest_trace_id(self) -> int:
+        """The highest trace id in the database (a cheap "has anything been added?" check)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(traces.c.id))).scalar_one() or 0
+
     def trace_facets(self, project_id: int) -> dict[str, list[str]]:
         """Distinct tags and sources of a project, for filter widgets."""
         with self.engine.connect() as conn:
@@ -430,8 +440,13 @@ class Store:
 
     def delete_traces(self, project_id: int, trace_ids: Sequence[int]) -> int:
         with self.engine.begin() as conn:
-            return conn.execute(delete(traces).where(traces.c.project_id == project_id,
+            gone = conn.execute(delete(traces).where(traces.c.project_id == project_id,
                                                      traces.c.id.in_(list(trace_ids)))).rowcount
+            # Their round entries went with them (cascade): count the rounds again.
+            sizes = (select(func.count()).where(round_traces.c.round_id == rounds.c.id)
+                     .scalar_subquery())
+            conn.execute(update(rounds).where(rounds.c.project_id == project_id).values(trace_count=sizes))
+        return gone
 
     # -- rounds -----------------------------------------------------------------------------
     def create_round(self, project_id: int, name: str, trace_ids: Sequence[int] = (), *,
@@ -487,6 +502,8 @@ class Store:
         if new:
             conn.execute(insert(round_traces), [
                 {"round_id": round_id, "trace_id": t, "position": start + i} for i, t in enumerate(new)])
+            conn.execute(update(rounds).where(rounds.c.id == round_id)
+                         .values(trace_count=rounds.c.trace_count + len(new)))
 
     def create_round_from_filter(self, project_id: int, name: str, flt: TraceFilter | None = None,
                                  *, n: int | None = None, seed: int | None = None,
@@ -509,22 +526,14 @@ class Store:
                                  order_seed=seed)
 
     def list_rounds(self, project_id: int) -> list[Round]:
-        q = (select(rounds, func.count(round_traces.c.trace_id).label("n"))
-             .select_from(rounds.outerjoin(round_traces, round_traces.c.round_id == rounds.c.id))
-             .where(rounds.c.project_id == project_id).group_by(rounds.c.id).order_by(rounds.c.id))
+        q = select(rounds).where(rounds.c.project_id == project_id).order_by(rounds.c.id)
         with self.engine.connect() as conn:
-            return [Round(id=r.id, project_id=r.project_id, name=r.name, description=r.description,
-                          sampling=r.sampling or {}, created_at=r.created_at, trace_count=r.n)
-                    for r in conn.execute(q)]
+            return [_round(r) for r in conn.execute(q)]
 
     def get_round(self, round_id: int) -> Round | None:
         with self.engine.connect() as conn:
             r = conn.execute(select(rounds).where(rounds.c.id == round_id)).first()
-            if r is None:
-                return None
-            n = conn.execute(select(func.count()).where(round_traces.c.round_id == round_id)).scalar_one()
-        return Round(id=r.id, project_id=r.project_id, name=r.name, description=r.description,
-                     sampling=r.sampling or {}, created_at=r.created_at, trace_count=n)
+        return None if r is None else _round(r)
 
     def round_trace_ids(self, round_id: int) -> list[int]:
         with self.engine.connect() as conn:

@@ -26,6 +26,17 @@ def get_store() -> Store:
     return _store_for(default_database_url())
 
 
+@st.cache_data(ttl=300, max_entries=32, show_spinner=False)
+def _facets(url: str, project_id: int, newest_trace: int) -> dict[str, list[str]]:
+    return _store_for(url).trace_facets(project_id)
+
+
+def trace_facets(store: Store, project_id: int) -> dict[str, list[str]]:
+    """Tags and sources for filter widgets. Reading them scans every trace's tags, so they are
+    cached until a trace is added (the newest trace id changes) or for five minutes."""
+    return _facets(store.url, project_id, store.newest_trace_id())
+
+
 def current_project(store: Store) -> Project | None:
     projects = store.list_projects()
     if not projects:

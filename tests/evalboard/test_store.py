@@ -168,3 +168,10 @@ def test_overview_counts(store: Store, project_id: int) -> None:
     store.create_round(project_id, "r", store.trace_ids(project_id)[:2])
     o = store.project_overview(project_id)
     assert (o["traces"], o["rounds"], o["annotations"]) == (4, 1, 0)
+
+
+def test_round_sizes_follow_deletes(store: Store, project_id: int) -> None:
+    ids = store.add_traces(project_id, [make(i) for i in range(6)]).trace_ids
+    rnd = store.create_round(project_id, "r", ids)
+    store.delete_traces(project_id, ids[:2])
+    assert store.get_round(rnd.id).trace_count == 4 == len(store.round_trace_ids(rnd.id))

@@ -65,6 +65,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('sampling', sa.JSON(), nullable=False),
+    sa.Column('trace_count', sa.Integer(), nullable=False, server_default='0'),
     sa.Column('created_at', evalboard.db.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_rounds_project_id_projects'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_rounds')),
