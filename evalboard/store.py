@@ -104,6 +104,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+def _project(r: Any) -> Project:
+    return Project(id=r.id, name=r.name, description=r.description, settings=r.settings or {})
+
+
 def _round(r: Any) -> Round:
     return Round(id=r.id, project_id=r.project_id, name=r.name, description=r.description,
                  sampling=r.sampling or {}, created_at=r.created_at, trace_count=r.trace_count)
@@ -226,18 +230,18 @@ class Store:
 
     def list_projects(self) -> list[Project]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(projects).order_by(projects.c.id)).all()
-        return [Project(id=r.id, name=r.name, description=r.description, settings=r.settings or {}) for r in rows]
+            return [_project(r) for r in conn.execute(select(projects).order_by(projects.c.id))]
 
     def get_project(self, project_id: int) -> Project | None:
-        with self.engine.connect() as conn:
-            r = conn.execute(select(projects).where(projects.c.id == project_id)).first()
-        return None if r is None else Project(id=r.id, name=r.name, description=r.description, settings=r.settings or {})
+        return self._one_project(projects.c.id == project_id)
 
     def project_by_name(self, name: str) -> Project | None:
+        return self._one_project(projects.c.name == name)
+
+    def _one_project(self, condition: Any) -> Project | None:
         with self.engine.connect() as conn:
-            r = conn.execute(select(projects).where(projects.c.name == name)).first()
-        return None if r is None else Project(id=r.id, name=r.name, description=r.description, settings=r.settings or {})
+            r = conn.execute(select(projects).where(condition)).first()
+        return None if r is None else _project(r)
 
     def update_project(self, project_id: int, *, description: str | None = None,
                        settings: dict | None = None) -> None:

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures as cf
-import email.utils
 import functools
 import gc
 import hashlib
@@ -55,7 +54,6 @@ import os
 import queue
 import random
 import threading
-import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -66,6 +64,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from evalboard.models import Message, Span, TraceRecord
+from integrations.retry_after import retry_after_seconds
 
 DEFAULT_BASE_URL = "https://cloud.langfuse.com"
 OBSERVATIONS_PATH = "api/public/v2/observations"
@@ -275,24 +274,6 @@ class ConnectionReport:
     project: str | None = None
 
 
-def _retry_after_seconds(headers: Mapping[str, str] | httpx.Headers | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent."""
-    if not headers:
-        return None
-    raw = headers.get("retry-after") or headers.get("Retry-After")
-    if raw is None:
-        return None
-    raw = str(raw).strip()
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    parsed = email.utils.parsedate_tz(raw)
-    if parsed is None:
-        return None
-    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
-
-
 def _explain_transport_error(exc: Exception, url: str) -> tuple[ConnectionKind, str]:
     text = str(exc)
     low = text.lower()
@@ -321,7 +302,7 @@ def _explain_status(status: int, headers: Mapping[str, str] | None, body: Any, u
     if status == 404:
         return "wrong_url", f"There is no Langfuse API at {url} (404). Use the address of the Langfuse UI, without /api at the end."
     if status == 429:
-        wait = _retry_after_seconds(headers)
+        wait = retry_after_seconds(headers)
         when = f"try again in {wait:.0f} s" if wait is not None else "try again in a minute"
         return "rate_limited", f"Langfuse is rate limiting these keys (429): {when}."
     if status >= 500:
@@ -577,10 +558,10 @@ class _Requester:
                     except orjson.JSONDecodeError:
                         reason = "Langfuse sent a broken page (not valid JSON)"
                 elif status == 429:
-                    retry_after = _retry_after_seconds(response.headers)
+                    retry_after = retry_after_seconds(response.headers)
                     reason = "rate limited by Langfuse"
                 elif status >= 500 or status == 408:
-                    retry_after = _retry_after_seconds(response.headers)
+                    retry_after = retry_after_seconds(response.headers)
                     reason = f"Langfuse server error {status}"
                 else:
                     _, message = _explain_status(status, response.headers, response.text[:300], self.settings.base_url)

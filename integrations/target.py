@@ -25,7 +25,6 @@ queries that have no trace yet, and never stores one twice.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import queue
@@ -46,6 +45,7 @@ from evalboard import query_store
 from evalboard.models import TraceRecord
 from evalboard.query_store import StoredQuery, StoredTarget, TargetRun, trace_source, trace_source_id
 from evalboard.store import Store, StoreError
+from integrations.retry_after import retry_after_seconds
 from integrations.llm import LLMCallError, LLMClient, LLMSettings
 
 QUERY_PLACEHOLDER = re.compile(r"\{\{\s*query\s*\}\}")
@@ -335,20 +335,6 @@ class CallResult:
     cancelled: bool = False  # cut short by cancel while waiting to retry: not an answer
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
 class TargetCaller:
     """Sends single queries to one target. Build it once per run (it holds the HTTP connection
     pool or the LLM client) and `close()` it after. Secrets are resolved here, at build time."""
@@ -439,7 +425,7 @@ class TargetCaller:
                     return
                 error = f"HTTP {response.status_code}: {response.text[:300]}"
                 retryable = response.status_code in RETRYABLE
-                retry_after = _retry_after(response.headers)
+                retry_after = retry_after_seconds(response.headers)
             if not retryable or result.attempts > target.max_retries:
                 result.error = error + (f" (after {result.attempts} attempts)" if result.attempts > 1 else "")
                 return
