@@ -14,6 +14,7 @@ SECTIONS: dict[str, list[tuple[str, str, str]]] = {
     "Start": [
         ("app_pages/home.py", "Home", ":material/home:"),
         ("app_pages/project.py", "Project", ":material/tune:"),
+        ("app_pages/settings.py", "Settings", ":material/settings:"),
     ],
     "Know the queries": [
         ("app_pages/dimensions.py", "Dimensions and tuples", ":material/category:"),
@@ -21,12 +22,17 @@ SECTIONS: dict[str, list[tuple[str, str, str]]] = {
     ],
     "Collect traces": [
         ("app_pages/import_traces.py", "Import files", ":material/upload_file:"),
+        ("app_pages/langfuse_pull.py", "Pull from Langfuse", ":material/cloud_download:"),
         ("app_pages/traces.py", "Traces", ":material/list_alt:"),
         ("app_pages/rounds.py", "Rounds", ":material/layers:"),
     ],
     "Open coding": [
         ("app_pages/annotate.py", "Annotate", ":material/edit_note:"),
         ("app_pages/coding_progress.py", "Progress and agreement", ":material/insights:"),
+    ],
+    "Axial coding": [
+        ("app_pages/axial.py", "Failure modes", ":material/account_tree:"),
+        ("app_pages/prevalence.py", "Prevalence", ":material/bar_chart:"),
     ],
 }
 

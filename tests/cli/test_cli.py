@@ -55,9 +55,9 @@ def test_import_with_mapping(env: str, tmp_path: Path) -> None:
 
 def test_demo_and_projects(env: str) -> None:
     result = runner.invoke(app, ["demo"])
-    assert result.exit_code == 0 and "300 traces" in result.output
+    assert result.exit_code == 0 and "360 traces" in result.output
     listed = runner.invoke(app, ["projects"])
-    assert "Demo: Nimbus Docs Assistant\t300 traces\t1 rounds" in listed.output
+    assert "Demo: Nimbus Docs Assistant\t360 traces\t2 rounds" in listed.output
 
 
 def test_db_upgrade(env: str) -> None:
