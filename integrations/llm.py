@@ -20,8 +20,10 @@ secrets (see `LLMSettings.resolve`). The API key never appears in reprs, logs or
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.utils
+import functools
 import hashlib
 import inspect
 import io
@@ -35,7 +37,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
@@ -416,14 +418,24 @@ class _NotStrict(Exception):
 
 
 def response_format_for(schema: type[BaseModel]) -> dict:
-    """The chat `response_format` for a pydantic model: json_schema, strict when possible."""
+    """The chat `response_format` for a pydantic model: json_schema, strict when possible.
+
+    A fresh dict on every call (callers may change it); the schema work is done once per model.
+    """
+    return json.loads(_response_format_json(schema))
+
+
+@functools.lru_cache(maxsize=256)
+def _response_format_json(schema: type[BaseModel]) -> str:
+    # pydantic's model_json_schema() costs about as much as the rest of a call's own work, and
+    # a run of thousands of calls asks for the same schema each time.
     plain = schema.model_json_schema()
     strict = strict_schema(plain)
     name = re.sub(r"[^a-zA-Z0-9_-]", "_", schema.__name__)[:64] or "answer"
-    return {
+    return json.dumps({
         "type": "json_schema",
         "json_schema": {"name": name, "schema": strict if strict is not None else plain, "strict": strict is not None},
-    }
+    })
 
 
 def extract_json(text: str) -> Any:
@@ -640,7 +652,7 @@ class LLMClient:
             retry_after: float | None = None
             try:
                 if limited:
-                    with self._slots:
+                    with self._map_slot(cancel, what), self._slots:
                         return call()
                 return call()
             except openai.APIStatusError as exc:
@@ -659,6 +671,22 @@ class LLMClient:
             log.info("%s: %s, retry %d in %.2f s", what, status or type(error).__name__, attempt, wait)
             if cancel.wait(wait):
                 raise LLMCancelled(f"{what} cancelled while waiting to retry")
+
+    @contextlib.contextmanager
+    def _map_slot(self, cancel: threading.Event, what: str) -> Iterator[None]:
+        """Hold one of the current `map`'s request slots (none outside `map`) while a request is
+        on the wire; waiting for it stops when the map is cancelled."""
+        slots: threading.BoundedSemaphore | None = getattr(self._local, "slots", None)
+        if slots is None:
+            yield
+            return
+        while not slots.acquire(timeout=0.05):
+            if cancel.is_set():
+                raise LLMCancelled(f"{what} cancelled while waiting for a free slot")
+        try:
+            yield
+        finally:
+            slots.release()
 
     def _call_error(self, exc: Exception, status: int | None, attempts: int, what: str,
                     note: str | None = None) -> LLMCallError:
@@ -859,7 +887,8 @@ class LLMClient:
         dict of arguments such as {"messages": ..., "schema": ...}; `common` arguments apply to
         all), or any function of one request (which may call this client; its calls share the
         client's budget and retries). At most `concurrency` (default settings.max_concurrency)
-        run at once. A failure is captured in its item (status "error"), never raised.
+        requests are on the wire at once; a few spare workers keep those slots busy while other
+        items wait out a retry. A failure is captured in its item (status "error"), never raised.
 
         `on_progress(done, total)` runs in the calling thread (where Streamlit calls are allowed).
         When `cancel` is set, no new call starts, waiting retries stop, and map returns at once:
@@ -878,8 +907,17 @@ class LLMClient:
         order_lock = threading.Lock()
         finished: queue.Queue[int] = queue.Queue()
 
+        # At most `limit` requests of this map are on the wire at once (the slots); a few spare
+        # workers beyond that keep every slot busy while other workers wait out a Retry-After or
+        # a backoff, which holds no slot. Without them each rate-limited call would leave its
+        # slot idle for the whole wait.
+        limit = min(total, concurrency or self.settings.max_concurrency)
+        slots = threading.BoundedSemaphore(limit)
+        width = limit + min(total - limit, max(2, limit // 2))
+
         def worker() -> None:
             self._local.cancel = stop
+            self._local.slots = slots
             while not stop.is_set() and not (cancel is not None and cancel.is_set()):
                 with order_lock:
                     index = next(order, None)
@@ -893,7 +931,6 @@ class LLMClient:
                     results[index] = MapResult(index, "error", error=exc)
                 finished.put(index)
 
-        width = min(total, concurrency or self.settings.max_concurrency)
         threads = [threading.Thread(target=worker, daemon=True, name=f"llm-map-{i}") for i in range(width)]
         for thread in threads:
             thread.start()

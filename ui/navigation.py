@@ -34,6 +34,9 @@ SECTIONS: dict[str, list[tuple[str, str, str]]] = {
         ("app_pages/axial.py", "Failure modes", ":material/account_tree:"),
         ("app_pages/prevalence.py", "Prevalence", ":material/bar_chart:"),
     ],
+    "Judges": [
+        ("app_pages/judges.py", "Judge workbench", ":material/gavel:"),
+    ],
 }
 
 
