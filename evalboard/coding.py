@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 from sqlalchemy import Text, and_, delete, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from evalboard.db import (
@@ -110,17 +112,24 @@ def ensure_mode(store: Store, project_id: int, name: str, *, created_by: str = "
     if len(clean) > 200:
         raise StoreError("A failure mode name is at most 200 characters.")
 
-    def run(c: Connection) -> int:
-        found = c.execute(select(failure_modes.c.id, failure_modes.c.status).where(
+    def find(c: Connection) -> Any:
+        return c.execute(select(failure_modes.c.id, failure_modes.c.status).where(
             failure_modes.c.project_id == project_id,
-            func.lower(failure_modes.c.name) == clean.lower())).first()
-        if found:
-            if found.status != "active":
-                c.execute(update(failure_modes).where(failure_modes.c.id == found.id).values(status="active"))
-            return found.id
-        return c.execute(insert(failure_modes).values(
-            project_id=project_id, name=clean, definition=definition, created_by=created_by,
-        )).inserted_primary_key[0]
+            func.lower(failure_modes.c.name) == clean.lower()).order_by(failure_modes.c.id)).first()
+
+    def run(c: Connection) -> int:
+        found = find(c)
+        if found is None:
+            # Two people may coin the same mode at once: ON CONFLICT DO NOTHING makes the second
+            # insert wait for the first and then step aside, and the re-read finds the winner.
+            dialect_insert = pg_insert if c.dialect.name == "postgresql" else sqlite_insert
+            c.execute(dialect_insert(failure_modes).values(
+                project_id=project_id, name=clean, definition=definition, created_by=created_by,
+            ).on_conflict_do_nothing(index_elements=["project_id", "name"]))
+            found = find(c)
+        if found.status != "active":
+            c.execute(update(failure_modes).where(failure_modes.c.id == found.id).values(status="active"))
+        return found.id
 
     if conn is not None:
         return run(conn)

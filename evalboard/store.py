@@ -21,7 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from pydantic import BaseModel
-from sqlalchemy import JSON, Text, and_, cast, delete, func, insert, or_, select, update
+from sqlalchemy import JSON, String, Text, and_, cast, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from evalboard import db
@@ -85,6 +85,7 @@ _TIME_INDEX = [i for i, c in enumerate(_INSERT_COLUMNS) if c in _TIME_COLUMNS]
 _PROJECT_INDEX = _INSERT_COLUMNS.index("project_id")
 _IMPORTED_INDEX = _INSERT_COLUMNS.index("imported_at")
 _SPANS_COUNT_INDEX = _INSERT_COLUMNS.index("span_count")
+_TEXT_INDEX = [i for i, c in enumerate(_INSERT_COLUMNS) if isinstance(traces.c[c].type, String | Text)]
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
@@ -135,7 +136,7 @@ def text_of(value: Any, limit: int = PREVIEW_CHARS) -> str:
                     "response", "message", "body", "messages"):
             if key in value and value[key] not in (None, ""):
                 return text_of(value[key], limit)
-    return orjson.dumps(value, default=str).decode()[:limit]
+    return db.json_dumps(value)[:limit]
 
 
 def record_to_row(project_id: int, rec: TraceRecord) -> dict[str, Any]:
@@ -329,6 +330,9 @@ class Store:
         """Rows as driver parameters, with JSON and times serialised here once: SQLAlchemy's
         per-value processing would cost more than parsing the whole file."""
         to_time = _sqlite_time if self.engine.dialect.name == "sqlite" else (lambda v: v)
+        # Postgres text cannot hold NUL: one trace with a NUL byte in its name or preview would
+        # fail its whole batch. (JSON columns keep it, escaped as \u0000.)
+        no_nul = self.engine.dialect.name == "postgresql"
         dumps = db.json_dumps
         stamp = to_time(utcnow())
         params = []
@@ -342,6 +346,10 @@ class Store:
             values[_PROJECT_INDEX] = project_id
             values[_IMPORTED_INDEX] = stamp
             values[_SPANS_COUNT_INDEX] = values[_SPANS_COUNT_INDEX] or 0
+            if no_nul:
+                for i in _TEXT_INDEX:
+                    if isinstance(values[i], str) and "\x00" in values[i]:
+                        values[i] = values[i].replace("\x00", "\u2400")  # shown as ␀, as the views do
             params.append(tuple(values))
         return params
 
@@ -538,6 +546,14 @@ class Store:
         with self.engine.connect() as conn:
             r = conn.execute(select(rounds).where(rounds.c.id == round_id)).first()
         return None if r is None else _round(r)
+
+    def update_round_sampling(self, round_id: int, sampling: dict[str, Any]) -> None:
+        """Replace the record of how the round was drawn (a Langfuse pull knows it only once
+        it has chosen its sample, after the round it writes into exists)."""
+        with self.engine.begin() as conn:
+            found = conn.execute(update(rounds).where(rounds.c.id == round_id).values(sampling=sampling)).rowcount
+        if not found:
+            raise StoreError(f"No round with id {round_id}.")
 
     def round_trace_ids(self, round_id: int) -> list[int]:
         with self.engine.connect() as conn:

@@ -204,8 +204,16 @@ def _iter_json(path: Path) -> Iterator[Row]:
 def _iter_csv(path: Path) -> Iterator[Row]:
     bad_lines: set[int] = set()
 
+    def physical_lines(fh: io.BufferedReader) -> Iterator[bytes]:
+        # Files saved with classic Mac line ends (CR only) are read line by line too.
+        for raw in fh:
+            if b"\r" in raw.rstrip(b"\r\n"):
+                yield from raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").splitlines(keepends=True)
+            else:
+                yield raw
+
     def decoded(fh: io.BufferedReader) -> Iterator[str]:
-        for n, raw in enumerate(fh, start=1):
+        for n, raw in enumerate(physical_lines(fh), start=1):
             try:
                 yield raw.decode("utf-8-sig" if n == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -219,6 +227,8 @@ def _iter_csv(path: Path) -> Iterator[Row]:
             header = next(reader)
         except StopIteration:
             return
+        except csv.Error as exc:
+            raise FileImportError(f"{path.name} line 1: the header row is not readable CSV ({exc}).") from exc
         header = [h.strip() for h in header]
         start = reader.line_num + 1
         while True:
@@ -245,7 +255,7 @@ def _iter_csv(path: Path) -> Iterator[Row]:
 def _cell(text: str) -> Any:
     """CSV cells are text; cells holding JSON objects or arrays (messages, tuples) are parsed."""
     s = text.strip()
-    if s[:1] in "[{" and s[-1:] in "]}":
+    if s and s[0] in "[{" and s[-1] in "]}":
         try:
             return orjson.loads(s)
         except orjson.JSONDecodeError:
@@ -320,7 +330,10 @@ def _parse_time(value: Any) -> datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, int | float):
         secs = value / 1000.0 if value > 1e11 else float(value)  # epoch ms or s
-        return datetime.fromtimestamp(secs, tz=UTC)
+        try:
+            return datetime.fromtimestamp(secs, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise RowError(f"timestamp {value!r} is outside the dates a computer can hold") from None
     try:
         dt = datetime.fromisoformat(str(value).strip())
     except ValueError:
@@ -612,6 +625,9 @@ def import_file(store: Store, project_id: int, path: str | Path, *, fmt: str | N
                 yield to_trace_row(raw)  # type: ignore[arg-type]
             except RowError as exc:
                 report.add_issue(line, str(exc))
+            except (RecursionError, ValueError, TypeError) as exc:
+                # e.g. JSON nested deeper than can be written back; one bad row, not a failed import
+                report.add_issue(line, f"cannot be stored: {type(exc).__name__}: {str(exc)[:120]}")
 
     with _gc_paused():
         result = store.add_traces(project_id, rows(), round_id=round_id, batch_size=batch_size,
