@@ -17,7 +17,7 @@ project = current_project(store)
 if project is None:
     st.subheader("Start here")
     st.write("There is no project yet. The demo project is a fictional documentation assistant "
-             "with 360 traces (RAG answers, tool calls, emails) in two rounds, labelled by two people, made on this machine, offline.")
+             "(RAG answers, tool calls, emails): labelled rounds, a failure-mode taxonomy, judges and weekly production runs, all made on this machine, offline.")
     left, right = st.columns(2)
     if left.button("Create the demo project", type="primary", key="home.demo"):
         with st.spinner("Generating demo traces..."):

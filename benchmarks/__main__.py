@@ -5,13 +5,15 @@
 
 Each benchmarks/bench_<name>.py has `run() -> list[dict]`. Figures are ratios taken within one
 run (e.g. import time / parse time of the same file), so a noisy machine moves both sides.
+Each benchmark runs in a fresh Python process, so none inherits another's caches, threads or
+patched modules (AppTest, for one, replaces `__main__`).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import pkgutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,15 +30,17 @@ def main(argv: list[str]) -> int:
     failed = 0
     for name in wanted or names:
         start = time.perf_counter()
-        module = importlib.import_module(f"benchmarks.{name}")
-        try:
-            figures = module.run()
-        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
-            print(json.dumps({"bench": name, "error": repr(exc)}), flush=True)
+        code = ("import json, sys\n"
+                f"from benchmarks.{name} import run\n"
+                "for figure in run():\n"
+                "    print(json.dumps(figure), flush=True)\n")
+        done = subprocess.run([sys.executable, "-c", code], cwd=folder.parent, stdout=subprocess.PIPE,
+                              text=True)
+        sys.stdout.write(done.stdout)
+        sys.stdout.flush()
+        if done.returncode != 0:
+            print(json.dumps({"bench": name, "error": f"exit code {done.returncode}, see stderr"}), flush=True)
             failed += 1
-            continue
-        for figure in figures:
-            print(json.dumps(figure), flush=True)
         print(f"# {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     return 1 if failed else 0
 

@@ -8,6 +8,7 @@ plain indexed column.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,13 +246,27 @@ llm_calls = Table(
 
 
 def json_dumps(value: Any) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    """JSON text for a column. orjson writes at most 254 levels of nesting; deeper values (which
+    orjson can still read, up to 1024) fall back to the standard library, which goes as deep as
+    Python's recursion limit and raises RecursionError past it."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def json_loads(value: Any) -> Any:
+    """Read a JSON column. SQLite gives JSON columns numeric affinity, so a bare number (an
+    output of 42) comes back as an int or float rather than text: pass those through."""
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
 
 
 def make_engine(url: str) -> Engine:
     """Engine with fast JSON (orjson) and, on SQLite, WAL + a busy timeout so that a reader
     never blocks the annotator writing and concurrent writers wait instead of failing."""
-    kwargs: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+    kwargs: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": json_loads}
     sqlite_file = make_url(url).database if url.startswith("sqlite") else None
     if sqlite_file and sqlite_file != ":memory:":
         Path(sqlite_file).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -551,4 +566,161 @@ label_audits = Table(
     Column("context", JSON),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Index("ix_label_audits_mode_trace", "mode_id", "trace_id", "id"),
+)
+
+
+# ------------------------------------------------------------------------- pushes to vendors
+# What was pushed to Langfuse (or another vendor), when, and how each object fared; and the
+# remote objects evalboard made, linked back to the judge (migration 0006).
+
+pushes = Table(
+    "pushes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    # Where to: "langfuse|<base url>|<public key>" (a Langfuse project is named by its keys).
+    Column("destination", String(500), nullable=False),
+    Column("judge_id", Integer, ForeignKey("judges.id", ondelete="SET NULL")),
+    Column("version_id", Integer, ForeignKey("judge_versions.id", ondelete="SET NULL")),
+    Column("run_id", Integer, ForeignKey("judge_runs.id", ondelete="SET NULL")),
+    Column("round_id", Integer, ForeignKey("rounds.id", ondelete="SET NULL")),
+    Column("dataset", String(300)),
+    # What was asked besides the above (evaluator, rule, provider): plain values, no local ids.
+    Column("options", JSON, nullable=False, default=dict),
+    # Pushed although the judge version is not validated (confirmed by the person who pushed).
+    Column("unvalidated", Boolean, nullable=False, default=False),
+    Column("status", String(20), nullable=False, default="running"),  # running, done, failed, stopped
+    # {"created": n, "updated": n, "unchanged": n, "deleted": n, "failed": n, "skipped": n}
+    Column("counts", JSON, nullable=False, default=dict),
+    Column("message", Text, nullable=False, default=""),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("started_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("finished_at", UTCDateTime),
+    Index("ix_pushes_project", "project_id", "id"),
+)
+
+push_objects = Table(
+    "push_objects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("push_id", Integer, ForeignKey("pushes.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(40), nullable=False),
+    # The object in words, e.g. "score config 'wrong tone email'" or "verdict scores 1-100".
+    Column("name", String(500), nullable=False),
+    Column("status", String(20), nullable=False),  # created, updated, unchanged, deleted, failed, skipped
+    Column("count", Integer, nullable=False, default=1),  # objects this row stands for (a batch)
+    Column("remote_id", String(300)),
+    Column("url", String(1000)),
+    Column("detail", Text, nullable=False, default=""),
+    Column("at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_push_objects_push", "push_id", "id"),
+)
+
+remote_objects = Table(
+    "remote_objects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("destination", String(500), nullable=False),
+    # Our name for the object, stable across pushes ("score:<id>", "judge:Email tone:prompt").
+    Column("key", String(300), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("judge_id", Integer, ForeignKey("judges.id", ondelete="SET NULL")),
+    Column("remote_id", String(300)),
+    Column("url", String(1000)),
+    # sha256 of what was sent: the same content again is "unchanged" and is not sent.
+    Column("content_hash", String(64), nullable=False),
+    Column("info", JSON, nullable=False, default=dict),
+    Column("push_id", Integer, ForeignKey("pushes.id", ondelete="SET NULL")),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    UniqueConstraint("project_id", "destination", "key"),
+    Index("ix_remote_objects_judge", "judge_id", "kind"),
+)
+
+
+# ------------------------------------------------------------------------- production prevalence
+# Validated judges applied to production samples (migration 0005). A production run records its
+# sample, judge versions and time window; the verdicts themselves live in judge_verdicts (one per
+# version and trace, written as they arrive). production_verdicts lists the verdicts that count
+# for production prevalence, and production_counts keeps them summed per version, day and facet,
+# so the dashboard reads a few hundred rows whether a million verdicts are stored or a thousand.
+
+production_runs = Table(
+    "production_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    # How the sample was drawn: {"source": "langfuse" | "round" | "file" | "traces", "filters",
+    # "sampling", "round_id", "path", "n", "of", "seed", ...}.
+    Column("sample", JSON, nullable=False),
+    # The round holding the sample, when it came from one (Langfuse pulls and files land in one).
+    Column("round_id", Integer, ForeignKey("rounds.id", ondelete="SET NULL")),
+    # The time window the sample covers (trace start times).
+    Column("window_start", UTCDateTime),
+    Column("window_end", UTCDateTime),
+    # The judges as run, frozen at the start: [{judge_id, judge, mode_id, mode, kind, version_id,
+    # version, test_run_id, confusion: {tp, fn, tn, fp}}]; TPR and TNR come from that confusion.
+    Column("judges", JSON, nullable=False),
+    # "direct" (concurrent calls) or "batch" (the provider's Batch API).
+    Column("execution", String(10), nullable=False, default="direct"),
+    # planned, running, submitted (batch waiting), finished, incomplete, cancelled.
+    Column("status", String(20), nullable=False, default="planned"),
+    Column("trace_count", Integer, nullable=False, default=0),
+    Column("calls", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("cost", Float),
+    # Direct runs: [{"version_id", "run_id"}], the judge run of each attempt (a resume adds one).
+    Column("judge_runs", JSON, nullable=False, default=list),
+    # Batch runs: [{"id", "version_id", "requests", "trace_ids", "submitted_at", "status", "ingested", ...}].
+    Column("batches", JSON, nullable=False, default=list),
+    # [{"version_id", "trace_id", "message"}] for items that failed (the newest 100).
+    Column("errors", JSON, nullable=False, default=list),
+    # "live", or "demo: recorded answers" for the demo project's stored answers.
+    Column("origin", String(100), nullable=False, default="live"),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("finished_at", UTCDateTime),
+    Index("ix_production_runs_project", "project_id", "id"),
+)
+
+production_run_traces = Table(
+    "production_run_traces",
+    metadata,
+    # The sample, fixed when the run is made so that a resumed run judges the same traces.
+    Column("run_id", Integer, ForeignKey("production_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("trace_id", Integer, ForeignKey("traces.id", ondelete="CASCADE"), primary_key=True),
+)
+
+production_verdicts = Table(
+    "production_verdicts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("version_id", Integer, ForeignKey("judge_versions.id", ondelete="CASCADE"), nullable=False),
+    Column("trace_id", Integer, ForeignKey("traces.id", ondelete="CASCADE"), nullable=False),
+    # The run that first brought this verdict into production figures.
+    Column("run_id", Integer, ForeignKey("production_runs.id", ondelete="SET NULL")),
+    # The trace's UTC start day, "YYYY-MM-DD" (sorts and compares as text on every backend).
+    Column("day", String(10), nullable=False),
+    Column("flagged", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # A trace counts once per version, however many runs sampled it.
+    UniqueConstraint("version_id", "trace_id"),
+    Index("ix_production_verdicts_flagged", "version_id", "flagged", "day"),
+)
+
+production_counts = Table(
+    "production_counts",
+    metadata,
+    # Verdicts summed per version, day and facet value: facet "all" (value ""), "environment",
+    # "release", "tag" or "dimension:<name>". Kept in step with production_verdicts.
+    Column("version_id", Integer, ForeignKey("judge_versions.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("facet", String(120), primary_key=True),
+    Column("value", String(300), primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("judged", Integer, nullable=False, default=0),
+    Column("flagged", Integer, nullable=False, default=0),
+    Index("ix_production_counts_project", "project_id", "facet", "day"),
 )

@@ -423,5 +423,11 @@ def create_demo(store: Store, *, replace: bool = False) -> int:
         description="Random sample of 60 production traces from the first weeks.",
         order_seed=DEMO_SEED + 1)
     add_demo_annotations(store, project.id, first.id, planted)  # type: ignore[arg-type]
+    from evalboard.demo_judges import add_demo_judges  # here: demo_judges imports this module
+    add_demo_judges(store, project.id)  # type: ignore[arg-type]
+    from evalboard.demo_axial import add_demo_taxonomy  # after the judges: round 2 is not in their splits
+    add_demo_taxonomy(store, project.id)  # type: ignore[arg-type]
+    from evalboard.demo_production import add_demo_production  # last: it runs the validated judges
+    add_demo_production(store, project.id)  # type: ignore[arg-type]
     return project.id  # type: ignore[return-value]
 

@@ -37,6 +37,13 @@ SECTIONS: dict[str, list[tuple[str, str, str]]] = {
     "Judges": [
         ("app_pages/judges.py", "Judge workbench", ":material/gavel:"),
     ],
+    "Production": [
+        ("app_pages/production_runs.py", "Production runs", ":material/play_circle:"),
+        ("app_pages/dashboard.py", "Production prevalence", ":material/monitoring:"),
+    ],
+    "Back to the vendor": [
+        ("app_pages/sync.py", "Sync and export", ":material/cloud_sync:"),
+    ],
 }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from evalboard.store import Store
-from ui.state import ANNOTATOR_KEY, PROJECT_KEY, ROUND_KEY, current_project
+from ui import auth
+from ui.state import ANNOTATOR_KEY, PROJECT_KEY, ROUND_KEY, current_project, logged_in_email
 
 
 def render(store: Store) -> None:
@@ -13,6 +14,7 @@ def render(store: Store) -> None:
         project = current_project(store)
         if project is None:
             st.caption("No project yet")
+            who_am_i()
             return
         projects = store.list_projects()
         ids = [p.id for p in projects]
@@ -31,8 +33,24 @@ def render(store: Store) -> None:
         st.selectbox("Round", options, format_func=labels.get,
                      key="sidebar.round", on_change=_round_changed,
                      help="A round is one error-analysis pass over a sample of traces.")
-        st.text_input("Your name", key=ANNOTATOR_KEY, placeholder="who is labelling",
-                      help="Labels are saved under this name; each person's labels are their own.")
+        who_am_i()
+
+
+def who_am_i() -> None:
+    """The logged-in user and a logout button; without login, the name box and a note on who
+    can reach the app."""
+    email = logged_in_email()
+    if email:
+        st.caption(f"Signed in as `{email.replace('`', '')}`; your labels are saved under this address.")
+        auth.logout_button()
+        return
+    st.text_input("Your name", key=ANNOTATOR_KEY, placeholder="who is labelling",
+                  help="Labels are saved under this name; each person's labels are their own.")
+    kind, note = auth.access_note()
+    if kind == "ok":
+        st.caption(note)
+    else:
+        st.warning(note, icon=":material/public:")
 
 
 def _project_changed() -> None:

@@ -55,9 +55,16 @@ def current_round(store: Store, project: Project) -> Round | None:
     return rnd if rnd is not None and rnd.project_id == project.id else None
 
 
+def logged_in_email() -> str | None:
+    """The logged-in user's email when login is configured ([auth] in secrets), else None."""
+    user = st.user.to_dict()
+    email = user.get("email") if user.get("is_logged_in") else None
+    return str(email).strip().lower() if email else None
+
+
 def annotator() -> str:
     """Who is labelling: the logged-in user when login is configured, else the sidebar name."""
-    return (st.session_state.get(ANNOTATOR_KEY) or "").strip()
+    return logged_in_email() or (st.session_state.get(ANNOTATOR_KEY) or "").strip()
 
 
 def require_project(store: Store) -> Project:
