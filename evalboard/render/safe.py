@@ -161,11 +161,37 @@ def as_text(value: Any) -> str:
     return pretty_json(value)
 
 
+# A browser lays out a 1 MB "word" (no spaces) very slowly even with overflow-wrap:anywhere
+# (12-30 s measured in Chromium); a <wbr> every few dozen characters of such a run brings it to
+# about a second. A private-use character marks the break points through escaping, Markdown
+# and sanitising, and becomes <wbr> in text (and nothing inside tags) at the end.
+_BREAK = "\ue000"
+_LONG_RUN_RE = re.compile(r"[^\s\ue000]{120,}")
+_BREAK_OR_TAG_RE = re.compile(r"(<[^>]*>)|\ue000")
+
+
+def _breakable(text: str) -> str:
+    if len(text) < 120:
+        return text
+    return _LONG_RUN_RE.sub(lambda m: _BREAK.join(m.group(0)[i:i + 80] for i in range(0, len(m.group(0)), 80)),
+                            text.replace(_BREAK, ""))
+
+
+def _with_breaks(markup: str) -> str:
+    if _BREAK not in markup:
+        return markup
+    # Inside a tag (a link target, say) the marker may have been percent-encoded: drop it there.
+    return _BREAK_OR_TAG_RE.sub(
+        lambda m: m.group(1).replace("%EE%80%80", "").replace(_BREAK, "") if m.group(1) else "<wbr>",
+        markup)
+
+
 def esc(value: Any, limit: int = MAX_FIELD_CHARS) -> str:
-    """Trace content as escaped HTML text: cleaned, cut at `limit`, invisible characters marked."""
+    """Trace content as escaped HTML text: cleaned, cut at `limit`, invisible characters marked,
+    long unbroken runs given break opportunities."""
     text = clean_text(as_text(value))
     text, note = _cut(text, limit)
-    return _INVISIBLE_RE.sub(_marker_span, html.escape(text, quote=True)) + note
+    return _with_breaks(_INVISIBLE_RE.sub(_marker_span, html.escape(_breakable(text), quote=True))) + note
 
 
 def attr(value: Any, limit: int = 500) -> str:
@@ -429,7 +455,7 @@ def markdown_html(text: Any, text_html: Callable[[str], str | None] | None = Non
         return ""
     if not isinstance(text, str):
         return pre(text)
-    text = reveal_plain(clean_text(text))
+    text = _breakable(reveal_plain(clean_text(text)))
     if len(text) > MAX_MARKDOWN_CHARS:
         return (
             f'<div class="eb-note">Too long to render as Markdown '
@@ -445,7 +471,7 @@ def markdown_html(text: Any, text_html: Callable[[str], str | None] | None = Non
                     replacement = text_html(child.content)
                     if replacement is not None:
                         token.children[index] = Token("html_inline", "", 0, content=replacement)
-    return sanitize_html(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
+    return _with_breaks(sanitize_html(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {})))
 
 
 # --- page assembly -------------------------------------------------------------------------
