@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import func, select
+
 from evalboard import query_store
+from evalboard.db import judges, production_runs, pushes
+from evalboard.judges import validated_judges
 from evalboard.store import Store
 
 
@@ -34,7 +38,7 @@ STEPS = [
          "never saw.", "app_pages/judges.py"),
     Step("production", "Production",
          "Run validated judges on production samples and read bias-corrected failure rates.",
-         "app_pages/production.py"),
+         "app_pages/dashboard.py"),
     Step("vendor", "Back to the vendor",
          "Push judges, scores, labels and datasets to Langfuse.", "app_pages/sync.py"),
 ]
@@ -42,7 +46,16 @@ STEPS = [
 
 def project_status(store: Store, project_id: int) -> dict[str, int]:
     """Every count the home page shows, from the store and the per-step modules."""
-    return {**store.project_overview(project_id), **query_store.overview_counts(store, project_id)}
+    with store.engine.connect() as conn:
+        def count(table) -> int:  # noqa: ANN001 - a Table
+            return conn.execute(select(func.count()).select_from(table)
+                                .where(table.c.project_id == project_id)).scalar_one()
+
+        later_steps = {"judges": count(judges), "production_runs": count(production_runs),
+                       "pushes": count(pushes)}
+    later_steps["validated_judges"] = len(validated_judges(store, project_id))
+    return {**store.project_overview(project_id), **query_store.overview_counts(store, project_id),
+            **later_steps}
 
 
 def step_counts(overview: dict[str, int]) -> dict[str, str]:

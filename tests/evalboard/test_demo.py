@@ -8,6 +8,7 @@ from evalboard import coding, query_store
 from evalboard.demo import DEMO_NAME, FAILURE_MODES, create_demo, demo_traces
 from evalboard.render import detect_renderer
 from evalboard.store import Store
+from evalboard.workflow import STEPS, next_step, project_status
 
 
 def test_same_traces_every_time() -> None:
@@ -43,3 +44,11 @@ def test_create_demo_is_idempotent(sqlite_store: Store) -> None:
     fresh = sqlite_store.get_project(again)
     assert fresh.name == DEMO_NAME and fresh.description != "edited"
     assert sqlite_store.project_overview(again)["traces"] == traces
+
+
+def test_home_counts_cover_every_step_of_the_demo(sqlite_store: Store) -> None:
+    status = project_status(sqlite_store, create_demo(sqlite_store))
+    assert status["judges"] >= 2 and status["validated_judges"] >= 1
+    assert status["production_runs"] >= 6 and status["failure_modes"] >= 6
+    key, _ = next_step(status, {s.page for s in STEPS})
+    assert key == "vendor"  # judges validated and production measured: push is what is left

@@ -24,3 +24,9 @@ def test_unavailable_steps_are_skipped() -> None:
 def test_counts_read_like_sentences() -> None:
     lines = step_counts({"traces": 3, "rounds": 1, "annotations": 2, "failed": 1})
     assert lines["collect"] == "3 traces, 1 rounds" and lines["open"] == "2 traces labelled, 1 failed"
+
+
+def test_every_step_has_a_page_in_the_navigation() -> None:
+    from ui.navigation import registered
+
+    assert {s.page for s in STEPS} <= registered()
