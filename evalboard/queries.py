@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import queue
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from pydantic import BaseModel, Field
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from evalboard import query_store
+from evalboard.batching import BatchWriter
 from evalboard.query_store import NewQuery, StoredQuery, StoredTuple
 from evalboard.store import Store
 from evalboard.tuples import Dimension, DimensionValue, TupleDict
@@ -255,49 +255,22 @@ def generate_queries(client: StructuredClient, store: Store, project_id: int,
     report = GenerationReport(tuples=len(tuples))
     if not tuples:
         return report
-    arrived: queue.Queue[list[NewQuery] | None] = queue.Queue()
-    write_errors: list[BaseException] = []
-
-    def writer() -> None:
-        done = False
-        while not done:
-            batch_rows: list[NewQuery] = []
-            item = arrived.get()
-            while True:  # take everything that has arrived, up to the end marker
-                if item is None:
-                    done = True
-                    break
-                batch_rows.extend(item)
-                try:
-                    item = arrived.get_nowait()
-                except queue.Empty:
-                    break
-            if batch_rows and not write_errors:
-                try:
-                    added = query_store.add_queries(store, project_id, batch_rows)
-                except Exception as exc:  # reported after the run; the calls are in the cache
-                    write_errors.append(exc)
-                    continue
-                report.added += added.added
-                report.existing += added.existing
+    def write(rows: list[NewQuery]) -> None:
+        # A failed write is reported after the run; the calls stay in the LLM cache.
+        added = query_store.add_queries(store, project_id, rows)
+        report.added += added.added
+        report.existing += added.existing
 
     def run_one(item: StoredTuple) -> Any:
         answer, result = client.structured(query_messages(context, dims, item.values, n, batch),
                                            GeneratedQueries, feature=QUERYGEN_FEATURE, model=model)
-        arrived.put([NewQuery(text=t, tuple_id=item.id, dimensions=item.values, model=result.model)
-                     for t in clean_queries(answer.queries, n)])
+        writer.put_many(NewQuery(text=t, tuple_id=item.id, dimensions=item.values, model=result.model)
+                        for t in clean_queries(answer.queries, n))
         return result
 
-    writing = threading.Thread(target=writer, daemon=True, name="querygen-writer")
-    writing.start()
-    try:
+    with BatchWriter(write, name="querygen-writer") as writer:
         results = client.map(list(tuples), run_one, concurrency=concurrency, on_progress=on_progress,
                              cancel=cancel)
-    finally:
-        arrived.put(None)
-        writing.join()
-    if write_errors:
-        raise write_errors[0]
     costs: list[float] = []
     for item, res in zip(tuples, results):
         if res.status == "ok":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import email.utils
 import functools
 import hashlib
 import inspect
@@ -42,6 +41,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import openai
 from pydantic import BaseModel, ValidationError
+
+from integrations.retry_after import retry_after_seconds
 
 log = logging.getLogger("evalboard.llm")
 
@@ -504,31 +505,6 @@ class _TokenBucket:
             self.level = min(self.capacity, self.level + amount)
 
 
-def _retry_after_seconds(headers: Any) -> float | None:
-    """Seconds the server asked us to wait: `retry-after-ms`, else `Retry-After` (seconds or an
-    HTTP date); None when absent or unreadable."""
-    if headers is None:
-        return None
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(0.0, float(value) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 # =============================================================================== client
 
 _CHAT_PARAMS = frozenset(inspect.signature(openai.resources.chat.completions.Completions.create).parameters) - {"self"}
@@ -656,7 +632,7 @@ class LLMClient:
                         return call()
                 return call()
             except openai.APIStatusError as exc:
-                status, retry_after = exc.status_code, _retry_after_seconds(exc.response.headers)
+                status, retry_after = exc.status_code, retry_after_seconds(exc.response.headers)
                 error: Exception = exc
                 retryable = status in RETRYABLE_STATUSES
             except openai.APIConnectionError as exc:  # includes timeouts

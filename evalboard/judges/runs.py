@@ -17,7 +17,6 @@ as they arrive.
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import insert, select, update
 
+from evalboard.batching import BatchWriter
 from evalboard.db import judge_runs, judge_splits, judge_verdicts, judge_versions, traces, utcnow
 from evalboard.judges.code_judge import code_verdict, functions_in, load_function, parse_rule
 from evalboard.judges.core import Judge, Version, get_judge, get_version
@@ -388,29 +388,10 @@ def _run_llm(client: Any, store: Store, plan: Plan, run_id: int, todo: list[int]
     examples = load_traces(store, [e.trace_id for e in config.examples])
     system = system_prompt(config, plan.mode, product)  # the same for every trace: render once
     found = load_traces(store, todo)
-    arrived: queue.Queue[dict[str, Any] | None] = queue.Queue()
-    write_errors: list[BaseException] = []
-
-    def writer() -> None:
-        done = False
-        while not done:
-            rows: list[dict[str, Any]] = []
-            item = arrived.get()
-            while True:  # take everything that has arrived, up to the end marker
-                if item is None:
-                    done = True
-                    break
-                rows.append(item)
-                try:
-                    item = arrived.get_nowait()
-                except queue.Empty:
-                    break
-            if rows and not write_errors:
-                try:
-                    with store.engine.begin() as conn:
-                        _insert_verdicts(conn, rows)
-                except Exception as exc:  # reported after the run; the answers are in the LLM cache
-                    write_errors.append(exc)
+    def write(rows: list[dict[str, Any]]) -> None:
+        # A failed write is reported after the run; the answers stay in the LLM cache.
+        with store.engine.begin() as conn:
+            _insert_verdicts(conn, rows)
 
     def judge_one(trace_id: int) -> Any:
         trace = found.get(trace_id)
@@ -419,18 +400,11 @@ def _run_llm(client: Any, store: Store, plan: Plan, run_id: int, todo: list[int]
         messages = judge_messages(config, plan.mode, trace, examples=examples, system=system)
         answer, result = client.structured(messages, JudgeAnswer, feature=JUDGE_FEATURE, model=config.model,
                                            temperature=config.temperature, **config.params())
-        arrived.put(_verdict_row(plan, run_id, trace_id, answer, result))
+        writer.put(_verdict_row(plan, run_id, trace_id, answer, result))
         return result
 
-    writing = threading.Thread(target=writer, daemon=True, name="judge-writer")
-    writing.start()
-    try:
+    with BatchWriter(write, name="judge-writer") as writer:
         results = client.map(todo, judge_one, concurrency=concurrency, on_progress=on_progress, cancel=cancel)
-    finally:
-        arrived.put(None)
-        writing.join()
-    if write_errors:
-        raise write_errors[0]
     costs: list[float] = []
     unpriced = False
     for trace_id, res in zip(todo, results):

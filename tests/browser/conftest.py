@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,40 @@ class RunningApp:
         self.url, self.db_url, self.home = url, db_url, home
 
 
+@contextmanager
+def serve_app(env: dict[str, str], home: Path, extra_args: Sequence[str] = (),
+              port: int | None = None) -> Iterator[str]:
+    """`streamlit run app.py` on `port` (default: a free one) with `env`; yields its URL once
+    /_stcore/health answers, and stops it afterwards. Its output goes to home/streamlit.log."""
+    port = port or free_port()
+    log_path = home / "streamlit.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(port),
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+             "--global.developmentMode", "false", *extra_args],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                except OSError:
+                    time.sleep(0.3)
+            else:
+                raise RuntimeError(f"the app did not start: {log_path.read_text()[-2000:]}")
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 @pytest.fixture(scope="module")
 def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """A fresh app per test module, with the demo project in its own SQLite database."""
@@ -55,32 +90,8 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
     env = {**os.environ, "EVALBOARD_DATABASE_URL": db_url, "EVALBOARD_HOME": str(home)}
     subprocess.run([sys.executable, "-m", "cli.main", "demo"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    port = free_port()
-    log = (home / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-         "--global.developmentMode", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        raise RuntimeError(f"the app did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
-    yield RunningApp(url, db_url, home)
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve_app(env, home) as url:
+        yield RunningApp(url, db_url, home)
 
 
 def wait_for_run(page) -> None:  # noqa: ANN001 - playwright Page

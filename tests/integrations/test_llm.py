@@ -9,6 +9,7 @@ import time
 import pytest
 from pydantic import BaseModel, Field
 
+from integrations.retry_after import retry_after_seconds
 from integrations.llm import (
     DictCache,
     LLMCallError,
@@ -17,7 +18,6 @@ from integrations.llm import (
     LLMOutputError,
     LLMResult,
     LLMSettings,
-    _retry_after_seconds,
     _TokenBucket,
     extract_json,
     parse_json_answer,
@@ -364,11 +364,11 @@ def test_token_bucket_math():
 
 
 def test_retry_after_parsing():
-    assert _retry_after_seconds({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
-    assert _retry_after_seconds({"retry-after": "2"}) == 2.0
+    assert retry_after_seconds({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after_seconds({"retry-after": "2"}) == 2.0
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert 25 <= _retry_after_seconds({"retry-after": date}) <= 31
-    assert _retry_after_seconds({"retry-after": "soon"}) is None
+    assert 25 <= retry_after_seconds({"retry-after": date}) <= 31
+    assert retry_after_seconds({"retry-after": "soon"}) is None
 
 
 # ------------------------------------------------------------------ keys stay secret

@@ -15,10 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +26,8 @@ from evalboard.models import TraceRecord
 from evalboard.render import RENDERER_LABELS, TemplateError, render_trace
 from evalboard.store import Store
 from integrations.files import import_file
-from tests.browser.conftest import free_port, wait_for_run
+from tests.browser.conftest import serve_app, wait_for_run
 
-ROOT = Path(__file__).resolve().parents[2]
 JS = "window.__pwned=(window.__pwned||0)+1;alert(1)"
 
 PAYLOADS = [
@@ -222,29 +217,9 @@ def hostile_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileApp
     ids = store.trace_ids(pid)
     huge = next(t for t in ids if store.get_trace(t).source_id == "huge")
     store.dispose()
-    port = free_port()
     env = {**os.environ, "EVALBOARD_DATABASE_URL": db_url, "EVALBOARD_HOME": str(home)}
-    log = (home / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--global.developmentMode", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    yield HostileApp(url, ids, huge)
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve_app(env, home) as url:
+        yield HostileApp(url, ids, huge)
 
 
 LIVE_MARKUP = """() => {

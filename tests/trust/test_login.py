@@ -14,8 +14,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 from evalboard.demo import DEMO_NAME
 from evalboard.store import Store
-from tests.browser.conftest import free_port, wait_for_run
+from tests.browser.conftest import free_port, serve_app, wait_for_run
 from ui.auth import Allowlist
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,30 +171,8 @@ allowed_domains = ["team.example"]
     words = [DEMO_NAME, "Round 1", *(p[:30] for p in previews)]
     store.dispose()
     log = home / "streamlit.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none", "--global.developmentMode", "false",
-             "--secrets.files", str(secrets)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        raise RuntimeError(f"the app did not start: {log.read_text()[-2000:]}")
-    yield LoginApp(url, issuer, words, log)
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with serve_app(env, home, ["--secrets.files", str(secrets)], port=port) as url:
+        yield LoginApp(url, issuer, words, log)
     provider.shutdown()
 
 
